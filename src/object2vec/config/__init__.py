@@ -1,0 +1,1 @@
+"""Configuration: SageMaker hyperparameters parsed into a typed, validated object."""

@@ -1,0 +1,1 @@
+"""Data: JSON Lines channels -> compact numpy token arrays -> batches."""

@@ -1,0 +1,111 @@
+"""Epoch plans and batches, built from the flat numpy arrays with vectorised operations only.
+
+An epoch is a list of *samples* ``(i0, i1, label)``: the given records (``i0 == i1``, their own label)
+plus, with ``negative_sampling_rate = k``, ``k`` generated negatives per record that pair record ``i``'s
+``in0`` with the ``in1`` of a record ``j`` drawn uniformly from all records the process sees (label 0).
+Samples are shuffled together every epoch (seeded by ``(seed, epoch)``) and cut into batches of
+``mini_batch_size``; with ``bucket_width > 0`` batches hold samples of similar length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from object2vec.data.records import PairData, Side
+from object2vec.model.tokens import Tokens
+
+
+@dataclass
+class Batch:
+    """Model-ready tensors for one step."""
+
+    in0: Tokens
+    in1: Tokens
+    labels: torch.Tensor  # (B,) int64 classes or float32 values
+
+    def __len__(self) -> int:
+        return len(self.in0)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        return Batch(self.in0.to(device), self.in1.to(device), self.labels.to(device, non_blocking=True))
+
+
+def gather_tokens(side: Side, idx: np.ndarray) -> Tokens:
+    """Sequences ``idx`` of ``side`` as a flat :class:`Tokens` batch, without a Python loop."""
+    starts = side.offsets[idx]  # (B,)
+    lengths = side.offsets[idx + 1] - starts  # (B,)
+    batch_offsets = np.cumsum(lengths) - lengths  # (B,) start of each sequence in the batch
+    # position k of the batch reads side.ids[starts[b] + (k - batch_offsets[b])] for its sequence b
+    positions = np.arange(lengths.sum()) + np.repeat(starts - batch_offsets, lengths)
+    return Tokens(torch.from_numpy(side.ids[positions].astype(np.int64)),
+                  torch.from_numpy(batch_offsets), torch.from_numpy(lengths))
+
+
+def make_batch(data: PairData, idx0: np.ndarray, idx1: np.ndarray, labels: np.ndarray) -> Batch:
+    """The batch pairing ``in0`` of records ``idx0`` with ``in1`` of records ``idx1``."""
+    return Batch(gather_tokens(data.in0, idx0), gather_tokens(data.in1, idx1), torch.from_numpy(labels))
+
+
+@dataclass
+class EpochPlan:
+    """One epoch's samples in batch order; batch ``b`` is ``slice(bounds[b], bounds[b + 1])``."""
+
+    idx0: np.ndarray  # (S,) int64 record whose in0 is used
+    idx1: np.ndarray  # (S,) int64 record whose in1 is used
+    labels: np.ndarray  # (S,)
+    bounds: np.ndarray  # (num_batches + 1,)
+
+    def __len__(self) -> int:
+        return len(self.bounds) - 1
+
+    def batch(self, data: PairData, b: int) -> Batch:
+        s = slice(self.bounds[b], self.bounds[b + 1])
+        return make_batch(data, self.idx0[s], self.idx1[s], self.labels[s])
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.bounds[-1])
+
+
+class EpochSampler:
+    """Plans every epoch of training over ``data``: negatives, shuffling, bucketing, batching."""
+
+    def __init__(self, data: PairData, batch_size: int, negative_sampling_rate: int = 0,
+                 bucket_width: int = 0, seed: int = 0) -> None:
+        self.data = data
+        self.batch_size = batch_size
+        self.rate = negative_sampling_rate
+        self.bucket_width = bucket_width
+        self.seed = seed
+
+    def plan(self, epoch: int) -> EpochPlan:
+        """The samples of ``epoch`` (deterministic in ``(seed, epoch)``)."""
+        rng = np.random.default_rng([self.seed, epoch])
+        n = len(self.data)
+        records = np.arange(n, dtype=np.int64)
+        idx0 = np.concatenate([records] + [records] * self.rate)
+        idx1 = np.concatenate([records] + [rng.integers(0, n, n) for _ in range(self.rate)])
+        labels = np.concatenate([self.data.labels] +
+                                [np.zeros(n, dtype=self.data.labels.dtype)] * self.rate)
+        order = rng.permutation(len(idx0))
+        if self.bucket_width > 0:
+            lengths = np.maximum(self.data.in0.lengths[idx0], self.data.in1.lengths[idx1])
+            # stable sort by bucket keeps the random order inside each bucket
+            order = order[np.argsort(lengths[order] // self.bucket_width, kind="stable")]
+        bounds = np.append(np.arange(0, len(order), self.batch_size), len(order))
+        if self.bucket_width > 0:  # visit the length-sorted batches in random order
+            perm = rng.permutation(len(bounds) - 1)
+            order = np.concatenate([order[bounds[b]:bounds[b + 1]] for b in perm])
+            sizes = np.diff(bounds)[perm]
+            bounds = np.concatenate([[0], np.cumsum(sizes)])
+        return EpochPlan(idx0[order], idx1[order], labels[order], bounds)
+
+
+def sequential_plan(data: PairData, batch_size: int) -> EpochPlan:
+    """Every record once, in file order (evaluation)."""
+    idx = np.arange(len(data), dtype=np.int64)
+    bounds = np.append(np.arange(0, len(data), batch_size), len(data))
+    return EpochPlan(idx, idx, data.labels, bounds)

@@ -1,0 +1,227 @@
+"""JSON Lines channels -> :class:`PairData`: compact numpy token arrays, validated line by line.
+
+Each record is ``{"in0": [ids], "in1": [ids], "label": x}`` (key order free, extra keys ignored).
+Token ids are kept flat (``ids`` + ``offsets``, int32), never as per-record Python lists, so a channel of
+1,000,000 pairs of 50-token sequences needs about 400 MB. Lines are parsed in chunks: the happy path
+converts a whole chunk with ``array.extend`` and checks ranges with numpy; only a chunk that fails is
+re-walked record by record to name the exact file, line and problem.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from object2vec.config.hyperparameters import Hyperparameters
+from object2vec.errors import UserError
+
+log = logging.getLogger(__name__)
+
+CHUNK_LINES = 16384
+
+
+@dataclass
+class Side:
+    """One side's sequences, flat: sequence ``i`` is ``ids[offsets[i]:offsets[i + 1]]``."""
+
+    ids: np.ndarray  # (N,) int32
+    offsets: np.ndarray  # (n + 1,) int64
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)  # (n,)
+
+
+@dataclass
+class PairData:
+    """A channel's records: both sides and the labels (int64 classes or float32 values)."""
+
+    in0: Side
+    in1: Side
+    labels: np.ndarray  # (n,)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def side(self, i: int) -> Side:
+        return (self.in0, self.in1)[i]
+
+
+@dataclass(frozen=True)
+class RecordRules:
+    """What a valid record looks like for these hyperparameters."""
+
+    vocab_sizes: tuple[int, int]
+    max_seq_lens: tuple[int, int]
+    regression: bool
+    num_classes: int
+
+    @classmethod
+    def from_hyperparameters(cls, hp: Hyperparameters) -> "RecordRules":
+        return cls((hp.enc0.vocab_size, hp.enc1.vocab_size), (hp.enc0.max_seq_len, hp.enc1.max_seq_len),
+                   hp.is_regression, hp.num_classes)
+
+
+def channel_files(channel_dir: Path) -> list[Path]:
+    """Every regular, non-hidden file below ``channel_dir``, recursively, in sorted order."""
+    files = [p for p in sorted(channel_dir.rglob("*")) if p.is_file()
+             and not any(part.startswith(".") for part in p.relative_to(channel_dir).parts)]
+    return files
+
+
+def _open_text(path: Path):
+    with open(path, "rb") as fh:
+        gz = fh.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the non-blank lines of a plain or gzip file."""
+    try:
+        with _open_text(path) as fh:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    yield number, line
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read file: {exc}") from None
+
+
+class _Builder:
+    """Accumulates validated records into growing compact arrays."""
+
+    def __init__(self, rules: RecordRules) -> None:
+        self.rules = rules
+        self.parts = _empty_parts()
+
+    def add_chunk(self, path: Path, chunk: list[tuple[int, str]]) -> None:
+        """Parse and append one chunk of lines; on any problem, raise naming the first bad line."""
+        try:
+            parts = self._parse(chunk)
+        except (ValueError, TypeError, KeyError, OverflowError, AttributeError):
+            parts = None
+        if parts is None or not self._in_range(parts):
+            for number, line in chunk:  # slow path: find and describe the first bad record
+                _check_record(path, number, line, self.rules)
+            raise AssertionError(f"{path}: chunk failed the fast path but every record passed")
+        for mine, new in zip(self.parts, parts):
+            mine.extend(new)
+
+    def _parse(self, chunk: list[tuple[int, str]]) -> tuple[array, ...]:
+        ids0, ids1, len0, len1, labels = parts = _empty_parts()
+        max0, max1 = self.rules.max_seq_lens
+        classify = not self.rules.regression
+        for _, line in chunk:
+            rec = json.loads(line)
+            a, b = rec["in0"][:max0], rec["in1"][:max1]
+            if not a or not b:
+                raise ValueError("empty sequence")
+            if ("true" in line or "false" in line) and any(type(t) is bool for t in a + b):
+                raise TypeError("bool id")  # array.extend would silently take true/false as 1/0
+            ids0.extend(a)  # TypeError for floats, strings, null
+            ids1.extend(b)
+            len0.append(len(a))
+            len1.append(len(b))
+            label = rec["label"]
+            if isinstance(label, bool) or (classify and not isinstance(label, int)):
+                raise TypeError("label")
+            labels.append(label)  # TypeError for non-numbers
+        return parts
+
+    def _in_range(self, parts: tuple[array, ...]) -> bool:
+        for side in (0, 1):
+            ids = np.frombuffer(parts[side], dtype=np.int32)
+            if ids.size and (ids.min() < 0 or ids.max() >= self.rules.vocab_sizes[side]):
+                return False
+        labels = np.frombuffer(parts[4], dtype=np.float64)
+        if self.rules.regression:
+            return bool(np.isfinite(labels).all())
+        return bool(((labels >= 0) & (labels < self.rules.num_classes)).all())
+
+    def finish(self) -> PairData:
+        sides = []
+        for side in (0, 1):
+            lengths = np.frombuffer(self.parts[2 + side], dtype=np.int64)
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+            np.cumsum(lengths, out=offsets[1:])
+            sides.append(Side(np.frombuffer(self.parts[side], dtype=np.int32).copy(), offsets))
+        raw = np.frombuffer(self.parts[4], dtype=np.float64)
+        labels = raw.astype(np.float32) if self.rules.regression else raw.astype(np.int64)
+        return PairData(sides[0], sides[1], labels)
+
+
+def _empty_parts() -> tuple[array, ...]:
+    """(ids0, ids1, lengths0, lengths1, labels) as compact typed arrays."""
+    return array("i"), array("i"), array("q"), array("q"), array("d")
+
+
+def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> None:
+    """Raise :class:`UserError` naming file, line and problem if this record is invalid."""
+    where = f"{path}, line {number}"
+    try:
+        rec = json.loads(line)
+    except ValueError as exc:
+        raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(rec, dict):
+        raise UserError(f"{where}: each line must be a JSON object with in0, in1 and label, "
+                        f"got {type(rec).__name__}")
+    for side in (0, 1):
+        key = f"in{side}"
+        if key not in rec:
+            raise UserError(f"{where}: missing '{key}' (each record needs in0, in1 and label)")
+        seq = rec[key]
+        if not isinstance(seq, list) or not seq:
+            raise UserError(f"{where}: '{key}' must be a non-empty list of integer token ids, got "
+                            f"{json.dumps(seq)[:80]}")
+        for tok in seq[: rules.max_seq_lens[side]]:
+            if isinstance(tok, bool) or not isinstance(tok, int):
+                raise UserError(f"{where}: '{key}' holds {json.dumps(tok)}, token ids must be integers")
+            if tok < 0:
+                raise UserError(f"{where}: '{key}' holds negative token id {tok}")
+            if tok >= rules.vocab_sizes[side]:
+                raise UserError(f"Inconsistent vocab for {key} found. Vocab id \"{tok}\" is not less "
+                                f"than vocab_size={rules.vocab_sizes[side]} ({where})")
+    if "label" not in rec:
+        raise UserError(f"{where}: missing 'label'")
+    label = rec["label"]
+    if rules.regression:
+        if isinstance(label, bool) or not isinstance(label, (int, float)) or not np.isfinite(label):
+            raise UserError(f"{where}: label {json.dumps(label)} must be a number for "
+                            f"output_layer=mean_squared_error")
+    elif isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < rules.num_classes:
+        raise UserError(f"{where}: label {json.dumps(label)} must be an integer class id in "
+                        f"[0, {rules.num_classes - 1}] for output_layer=softmax with "
+                        f"num_classes={rules.num_classes}")
+
+
+def load_channel(channel_dir: Path, rules: RecordRules) -> PairData:
+    """Read every file of a channel directory (plain or ``.gz``) into one :class:`PairData`.
+
+    Sequences longer than the side's ``max_seq_len`` are truncated.
+
+    Raises:
+        UserError: the channel is empty, or a record is invalid (the message names file and line).
+    """
+    files = channel_files(channel_dir)
+    if not files:
+        raise UserError(f"channel {channel_dir.name!r} has no files in {channel_dir}")
+    builder = _Builder(rules)
+    for path in files:
+        chunk: list[tuple[int, str]] = []
+        for item in _lines(path):
+            chunk.append(item)
+            if len(chunk) == CHUNK_LINES:
+                builder.add_chunk(path, chunk)
+                chunk = []
+        if chunk:
+            builder.add_chunk(path, chunk)
+    data = builder.finish()
+    if len(data) == 0:
+        raise UserError(f"channel {channel_dir.name!r} has no records in {channel_dir}")
+    return data

@@ -1,0 +1,1 @@
+"""The model: encoders, comparator, MLP head. Pure PyTorch, no I/O."""

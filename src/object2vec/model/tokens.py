@@ -1,0 +1,44 @@
+"""A batch of variable-length token sequences, held flat (no padding id: id 0 is a real token)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Tokens:
+    """``B`` sequences concatenated: sequence ``b`` is ``ids[offsets[b] : offsets[b] + lengths[b]]``.
+
+    The flat form feeds ``embedding_bag`` directly (pooled encoders); :meth:`padded` gives the
+    ``(B, T)`` form with a mask for convolutional and recurrent encoders.
+    """
+
+    ids: torch.Tensor  # (N,) int64, N = lengths.sum()
+    offsets: torch.Tensor  # (B,) int64
+    lengths: torch.Tensor  # (B,) int64, every entry >= 1
+
+    @classmethod
+    def from_lists(cls, seqs: list[list[int]], device: torch.device | str = "cpu") -> "Tokens":
+        """Build from Python lists (tests, serving). Every sequence must be non-empty."""
+        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+        ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
+        offsets = torch.cumsum(lengths, 0) - lengths
+        return cls(ids, offsets, lengths).to(device)
+
+    def __len__(self) -> int:
+        return int(self.lengths.shape[0])
+
+    def to(self, device: torch.device | str) -> "Tokens":
+        """The same batch on ``device``."""
+        return Tokens(self.ids.to(device, non_blocking=True), self.offsets.to(device, non_blocking=True),
+                      self.lengths.to(device, non_blocking=True))
+
+    def padded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(ids (B, T), mask (B, T) bool)`` with ``T = max(lengths)``; padded slots hold id 0, mask False."""
+        batch, width = len(self), int(self.lengths.max())
+        mask = torch.arange(width, device=self.ids.device).expand(batch, width) < self.lengths[:, None]
+        out = torch.zeros(batch, width, dtype=self.ids.dtype, device=self.ids.device)
+        out[mask] = self.ids  # row-major mask order == flat order
+        return out, mask

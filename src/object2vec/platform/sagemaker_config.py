@@ -1,0 +1,97 @@
+"""Readers of the SageMaker config files (hyperparameters, input data, resources).
+
+The JSON files are read with ``sagemaker_training.files.read_json``. That toolkit reads
+``SAGEMAKER_BASE_DIR`` when first imported and, if neither it nor ``/opt/ml`` exists, rewrites it to
+``~/sagemaker_local/jobs/<ts>/opt/ml``; :func:`_toolkit_files` pins the variable around the import so that
+side effect never reaches the rest of the program.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from object2vec.errors import UserError
+from object2vec.platform.paths import BASE_DIR_ENV, DEFAULT_BASE_DIR, SageMakerPaths
+
+DEFAULT_HOST = "algo-1"
+
+
+def _toolkit_files():
+    """Import ``sagemaker_training.files`` without letting its import-time env rewrite escape."""
+    saved = os.environ.get(BASE_DIR_ENV)
+    os.environ.setdefault(BASE_DIR_ENV, DEFAULT_BASE_DIR)
+    try:
+        from sagemaker_training import files
+    finally:
+        if saved is None:
+            os.environ.pop(BASE_DIR_ENV, None)
+        else:
+            os.environ[BASE_DIR_ENV] = saved
+    return files
+
+
+def read_json_file(path: Path, what: str) -> Any:
+    """Read one SageMaker JSON config file; a missing or malformed file is a :class:`UserError`."""
+    if not path.is_file():
+        raise UserError(f"{what} not found: {path}")
+    try:
+        return _toolkit_files().read_json(str(path))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
+                        f"{exc.msg}") from None
+
+
+def read_hyperparameters(paths: SageMakerPaths) -> dict[str, Any]:
+    """The raw hyperparameter map (values are strings on SageMaker); missing file means none set."""
+    if not paths.hyperparameters_file.exists():
+        return {}
+    data = read_json_file(paths.hyperparameters_file, "hyperparameters file")
+    if not isinstance(data, dict):
+        raise UserError(f"hyperparameters file {paths.hyperparameters_file} must hold a JSON object, "
+                        f"got {type(data).__name__}")
+    return data
+
+
+def read_input_data_config(paths: SageMakerPaths) -> dict[str, dict[str, Any]]:
+    """``inputdataconfig.json`` (channel name -> settings); empty when absent (local runs)."""
+    if not paths.input_data_config_file.exists():
+        return {}
+    data = read_json_file(paths.input_data_config_file, "input data config")
+    if not isinstance(data, dict):
+        raise UserError(f"input data config {paths.input_data_config_file} must hold a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """Who we are in the job: this host, every host (sorted), and the network interface."""
+
+    current_host: str = DEFAULT_HOST
+    hosts: tuple[str, ...] = (DEFAULT_HOST,)
+    network_interface_name: str | None = None
+
+    @property
+    def node_rank(self) -> int:
+        """Position of this host among the sorted hosts (the master is node 0)."""
+        return self.hosts.index(self.current_host)
+
+
+def read_resource_config(paths: SageMakerPaths) -> ResourceConfig:
+    """``resourceconfig.json``, or a single ``algo-1`` host when the file is absent (local runs)."""
+    if not paths.resource_config_file.exists():
+        return ResourceConfig()
+    data = read_json_file(paths.resource_config_file, "resource config")
+    try:
+        current = str(data["current_host"])
+        hosts = tuple(sorted(str(h) for h in data.get("hosts") or [current]))
+    except (KeyError, TypeError):
+        raise UserError(f"resource config {paths.resource_config_file} needs 'current_host' and "
+                        f"'hosts'") from None
+    if current not in hosts:
+        raise UserError(f"resource config {paths.resource_config_file}: current_host {current!r} "
+                        f"is not among hosts {list(hosts)}")
+    return ResourceConfig(current, hosts, data.get("network_interface_name"))

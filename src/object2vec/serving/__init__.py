@@ -1,0 +1,1 @@
+"""Serving: gunicorn + Flask ``/ping`` and ``/invocations``."""

@@ -1,0 +1,1 @@
+"""Training: the loop, metrics, early stopping and the ``container/train`` entry point."""
