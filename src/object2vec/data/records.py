@@ -76,7 +76,8 @@ def channel_files(channel_dir: Path) -> list[Path]:
     return files
 
 
-def _open_text(path: Path):
+def open_text(path: Path):
+    """Open a plain or gzip (detected by its magic bytes) text file for reading."""
     with open(path, "rb") as fh:
         gz = fh.read(2) == b"\x1f\x8b"
     return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")
@@ -85,7 +86,7 @@ def _open_text(path: Path):
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of the non-blank lines of a plain or gzip file."""
     try:
-        with _open_text(path) as fh:
+        with open_text(path) as fh:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     yield number, line

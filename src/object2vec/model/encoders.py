@@ -10,7 +10,9 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from object2vec.config.hyperparameters import EncoderConfig
-from object2vec.model.embedding import TokenEmbedding
+from object2vec.model.embedding import EmbeddingRows, TokenEmbedding
+
+Table = TokenEmbedding | EmbeddingRows  # a whole table (inference) or one batch's rows (training)
 from object2vec.model.tokens import Tokens
 from object2vec.registry import Registry
 
@@ -32,7 +34,7 @@ class PooledEmbeddingEncoder(nn.Module):
             raise ValueError(f"pooled_embedding needs token_embedding_dim == enc_dim, "
                              f"got {cfg.token_embedding_dim} vs {enc_dim}")
 
-    def forward(self, emb: TokenEmbedding, tokens: Tokens) -> torch.Tensor:
+    def forward(self, emb: Table, tokens: Tokens) -> torch.Tensor:
         return emb.bag_mean(tokens)  # (B, enc_dim)
 
 
@@ -53,9 +55,9 @@ class HierarchicalCNNEncoder(nn.Module):
             nn.Conv1d(dims[i], dims[i + 1], width, padding="same") for i in range(cfg.layers))
         self.proj = nn.Linear(enc_dim * cfg.layers, enc_dim)
 
-    def forward(self, emb: TokenEmbedding, tokens: Tokens) -> torch.Tensor:
+    def forward(self, emb: Table, tokens: Tokens) -> torch.Tensor:
         ids, mask = tokens.padded()  # (B, T), (B, T)
-        keep = mask[:, None, :].to(emb.weight.dtype)  # (B, 1, T): zero padded slots between levels
+        keep = mask[:, None, :].to(emb.matrix.dtype)  # (B, 1, T): zero padded slots between levels
         x = emb.lookup(ids).transpose(1, 2) * keep  # (B, D, T)
         levels = []
         for conv in self.convs:
@@ -76,7 +78,7 @@ class BiLSTMEncoder(nn.Module):
                             bidirectional=True)
         self.proj = nn.Linear(2 * hidden, enc_dim)
 
-    def forward(self, emb: TokenEmbedding, tokens: Tokens) -> torch.Tensor:
+    def forward(self, emb: Table, tokens: Tokens) -> torch.Tensor:
         ids, mask = tokens.padded()  # (B, T)
         packed = pack_padded_sequence(emb.lookup(ids), tokens.lengths.cpu(), batch_first=True,
                                       enforce_sorted=False)

@@ -16,7 +16,7 @@ from torch import nn
 
 from object2vec.config.hyperparameters import EncoderConfig, Hyperparameters
 from object2vec.model.comparator import Comparator
-from object2vec.model.embedding import TokenEmbedding
+from object2vec.model.embedding import EmbeddingRows, TokenEmbedding, remap_tables
 from object2vec.model.encoders import build_encoder
 from object2vec.model.tokens import Tokens
 
@@ -72,22 +72,38 @@ class Object2Vec(nn.Module):
             width = config.mlp_dim
         layers.append(nn.Linear(width, config.num_outputs))
         self.mlp = nn.Sequential(*layers)
+        # Row views of the last training forward; the lazy (row_sparse) optimizer reads their gradients.
+        self.batch_rows: list[EmbeddingRows | None] = []
+
+    def table_index(self, side: int) -> int:
+        """Index in ``embeddings`` of the table encoder ``side`` reads (0 for both when tied)."""
+        return 0 if self.config.tied else side
 
     def embedding(self, side: int) -> TokenEmbedding:
         """The token table encoder ``side`` reads (the same object for both sides when tied)."""
-        return self.embeddings[0 if self.config.tied else side]
+        return self.embeddings[self.table_index(side)]
 
     def encode(self, side: int, tokens: Tokens) -> torch.Tensor:
-        """Embed one side's sequences: ``(B, enc_dim)``."""
+        """Embed one side's sequences: ``(B, enc_dim)``, reading the whole table (inference)."""
         return self.encoders[side](self.embedding(side), tokens)
 
     def forward(self, in0: Tokens, in1: Tokens) -> torch.Tensor:
-        """Raw outputs ``(B, num_outputs)``: class logits, or the predicted value for regression."""
+        """Raw outputs ``(B, num_outputs)``: class logits, or the predicted value for regression.
+
+        In training mode the encoders read only this batch's rows of each table (see
+        ``object2vec.model.embedding``); in eval mode they read the tables directly. Same numbers.
+        """
         if len(in0) != len(in1):
             raise ValueError(f"in0 has {len(in0)} sequences but in1 has {len(in1)}")
-        u = self.dropout(self.encode(0, in0))
-        v = self.dropout(self.encode(1, in1))
-        return self.mlp(self.comparator(u, v))
+        if self.training:
+            views, (t0, t1) = remap_tables(list(self.embeddings),
+                                           [(self.table_index(0), in0), (self.table_index(1), in1)])
+            self.batch_rows = views
+            u = self.encoders[0](views[self.table_index(0)], t0)
+            v = self.encoders[1](views[self.table_index(1)], t1)
+        else:
+            u, v = self.encode(0, in0), self.encode(1, in1)
+        return self.mlp(self.comparator(self.dropout(u), self.dropout(v)))
 
     def scores(self, in0: Tokens, in1: Tokens) -> torch.Tensor:
         """What ``/invocations`` answers: class probabilities ``(B, C)`` or the value ``(B, 1)``."""

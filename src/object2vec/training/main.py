@@ -78,7 +78,8 @@ def run(paths: SageMakerPaths) -> TrainResult:
     channels = load_channels(paths, hp, names)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metrics = MetricLogger(resource.current_host, log)
-    trainer = Trainer(hp, channels, metrics, device=device)
+    trainer = Trainer(hp, channels, metrics, device=device,
+                      auxiliary_dir=paths.channel_dir("auxiliary"))
     log.info("training on %s: %d parameters", device, sum(p.numel() for p in trainer.model.parameters()))
     result = trainer.train()
     save_artifact(paths.model_dir, trainer.model, hp,

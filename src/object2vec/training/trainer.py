@@ -11,18 +11,21 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from object2vec.config.hyperparameters import Hyperparameters
+from object2vec.data.auxiliary import apply_pretrained
 from object2vec.data.batching import Batch, EpochSampler, sequential_plan
 from object2vec.data.records import PairData
 from object2vec.errors import UserError
 from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.training.early_stopping import EarlyStopping
 from object2vec.training.metrics import MetricLogger
-from object2vec.training.optimizers import build_optimizers
+from object2vec.training.optimizers import build_optimizer
+from object2vec.training.sparse import LazyRowOptimizer
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ class Trainer:
     """Trains one Object2Vec model on already-loaded channels."""
 
     def __init__(self, hp: Hyperparameters, channels: dict[str, PairData], metrics: MetricLogger,
-                 device: torch.device | str = "cpu", seed: int = SEED) -> None:
+                 device: torch.device | str = "cpu", seed: int = SEED,
+                 auxiliary_dir: Path | None = None) -> None:
         if "train" not in channels:
             raise UserError("the 'train' channel is required")
         self.hp = hp
@@ -63,10 +67,15 @@ class Trainer:
         self.metrics = metrics
         self.device = torch.device(device)
         torch.manual_seed(seed)
-        self.model = Object2Vec(ModelConfig.from_hyperparameters(hp)).to(self.device)
-        sparse = [e.weight for e in self.model.embeddings] if self.model.config.sparse else None
-        self.optimizers = build_optimizers(self.model, hp.optimizer, hp.learning_rate,
-                                           hp.weight_decay, sparse)
+        self.model = Object2Vec(ModelConfig.from_hyperparameters(hp))
+        apply_pretrained(list(self.model.embeddings),
+                         [hp.enc0] if hp.tied_token_embedding_weight else [hp.enc0, hp.enc1],
+                         auxiliary_dir)
+        self.model.to(self.device)
+        self.optimizer = build_optimizer(self.model, hp.optimizer, hp.learning_rate, hp.weight_decay)
+        self.lazy_optimizer = (LazyRowOptimizer(hp.optimizer, list(self.model.embeddings),
+                                                hp.learning_rate, hp.weight_decay)
+                               if self.model.config.sparse else None)
         self.sampler = EpochSampler(channels["train"], hp.mini_batch_size, hp.negative_sampling_rate,
                                     hp.bucket_width, seed)
         self.stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance)
@@ -76,12 +85,14 @@ class Trainer:
 
     def _train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         batch = batch.to(self.device)
-        for opt in self.optimizers:
-            opt.zero_grad(set_to_none=True)
+        if self.optimizer is not None:
+            self.optimizer.zero_grad(set_to_none=True)
         loss, stats = _loss_and_stats(self.hp, self.model(batch.in0, batch.in1), batch.labels)
         loss.backward()
-        for opt in self.optimizers:
-            opt.step()
+        if self.optimizer is not None:
+            self.optimizer.step()
+        if self.lazy_optimizer is not None:
+            self.lazy_optimizer.step(self.model.batch_rows)
         return stats
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
