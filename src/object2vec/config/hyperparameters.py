@@ -28,7 +28,8 @@ COMPARATORS = ("hadamard", "concat", "abs_diff")
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "sgd", "rmsprop")
 SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")  # lazy (row_sparse) updates exist for these only
 AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
-FILE_NAME = re.compile(r"[A-Za-z0-9._]+")
+# The docs say [A-Za-z0-9._], but AWS's SNLI notebook passes "glove.840B-trim.txt": allow "-".
+FILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 # Platform and MXNet keys that SageMaker, the SDK, tuning jobs and AWS notebooks send: accepted, unused.
 IGNORED_KEYS = ("_tuning_objective_metric", "_kvstore", "_num_gpus", "_num_kv_servers")
@@ -61,7 +62,7 @@ class Spec:
             return f"'auto' or an integer in [{_fmt(self.low)}, {_fmt(self.high)}]"
         if self.kind == "comparators":
             return "a comma-separated, non-repeating subset of " + ", ".join(COMPARATORS)
-        return "a file name of letters, digits, '.' and '_' in the auxiliary channel, or ''"
+        return "a file name of letters, digits, '.', '_' and '-' in the auxiliary channel, or ''"
 
 
 def _fmt(x: float | None) -> str:
@@ -190,7 +191,12 @@ class Hyperparameters:
         """The declared values (JSON-friendly), from which :func:`parse_hyperparameters` rebuilds this."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
         out["comparator_list"] = ",".join(self.comparator_list)
-        return out
+        for side in (0, 1):
+            if out[f"enc{side}_layers"] is None:
+                out[f"enc{side}_layers"] = "auto"
+        # None means "not set" (enc1_max_seq_len / enc1_vocab_size when taken from enc0); parse
+        # rejects None, so leave those keys out.
+        return {k: v for k, v in out.items() if v is not None}
 
 
 def _resolve_encoder(hp: Hyperparameters, side: int) -> EncoderConfig:

@@ -61,9 +61,13 @@ class EpochPlan:
     def __len__(self) -> int:
         return len(self.bounds) - 1
 
-    def batch(self, data: PairData, b: int) -> Batch:
-        s = slice(self.bounds[b], self.bounds[b + 1])
+    def batch(self, data: PairData, b: int, part: int = 0, parts: int = 1) -> Batch:
+        """Batch ``b``, or its share ``part`` of ``parts`` (every ``parts``-th sample) for one rank."""
+        s = slice(self.bounds[b] + part, self.bounds[b + 1], parts)
         return make_batch(data, self.idx0[s], self.idx1[s], self.labels[s])
+
+    def batch_size(self, b: int) -> int:
+        return int(self.bounds[b + 1] - self.bounds[b])
 
     @property
     def num_samples(self) -> int:
@@ -104,8 +108,8 @@ class EpochSampler:
         return EpochPlan(idx0[order], idx1[order], labels[order], bounds)
 
 
-def sequential_plan(data: PairData, batch_size: int) -> EpochPlan:
-    """Every record once, in file order (evaluation)."""
-    idx = np.arange(len(data), dtype=np.int64)
-    bounds = np.append(np.arange(0, len(data), batch_size), len(data))
-    return EpochPlan(idx, idx, data.labels, bounds)
+def sequential_plan(data: PairData, batch_size: int, part: int = 0, parts: int = 1) -> EpochPlan:
+    """Every ``parts``-th record starting at ``part``, in file order (evaluation on one rank)."""
+    idx = np.arange(part, len(data), parts, dtype=np.int64)
+    bounds = np.append(np.arange(0, len(idx), batch_size), len(idx))
+    return EpochPlan(idx, idx, data.labels[idx], bounds)

@@ -1,18 +1,23 @@
 """``container/train``: read the SageMaker tree, train, write ``model/`` -- or ``output/failure``.
 
     SAGEMAKER_BASE_DIR=/tmp/opt_ml container/train
+    OBJECT2VEC_NPROC_PER_HOST=2 SAGEMAKER_BASE_DIR=/tmp/opt_ml container/train   # 2 CPU processes
 
-Exit status 0 on success; 2 with a one-line reason in ``output/failure`` for user errors (bad
-hyperparameters or data); 1 with the traceback for internal errors.
+Exit status 0 on success; 2 with the reason in ``output/failure`` for user errors (bad hyperparameters
+or data); 1 with the traceback for internal errors; 143 when stopped by SIGTERM (after checkpointing).
+With several processes (GPUs or hosts) this process becomes the launcher of one worker per GPU.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import traceback
-from pathlib import Path
+from typing import Callable, TypeVar
 
 import torch
 
@@ -23,20 +28,25 @@ from object2vec.errors import UserError
 from object2vec.platform.paths import SageMakerPaths
 from object2vec.platform.sagemaker_config import (read_hyperparameters, read_input_data_config,
                                                   read_resource_config)
+from object2vec.training.distributed import DistEnv, WorldPlan, launch, plan_world
 from object2vec.training.metrics import MetricLogger
-from object2vec.training.trainer import Trainer, TrainResult
+from object2vec.training.trainer import Trainer, TrainingInterrupted, TrainResult
 
 log = logging.getLogger("object2vec")
 
 DATA_CHANNELS = ("train", "validation", "test")
 KNOWN_CHANNELS = DATA_CHANNELS + ("auxiliary",)
 LOG_FORMAT = "[%(asctime)s %(levelname)s %(process)d] %(message)s"
+EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_STOPPED = 2, 1, 128 + signal.SIGTERM
+T = TypeVar("T")
 
 
-def configure_logging() -> None:
-    """The original's log prefix: ``[11/24/2026 19:10:05 INFO 12345] message``."""
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, datefmt="%m/%d/%Y %H:%M:%S",
-                        stream=sys.stdout, force=True)
+def configure_logging(rank: int | None = None) -> None:
+    """The original's log prefix: ``[11/24/2026 19:10:05 INFO 12345] message``. Ranks other than 0
+    log warnings and errors only, prefixed with their rank."""
+    fmt = LOG_FORMAT if not rank else LOG_FORMAT.replace("] ", f"] [rank {rank}] ")
+    logging.basicConfig(level=logging.INFO if not rank else logging.WARNING, format=fmt,
+                        datefmt="%m/%d/%Y %H:%M:%S", stream=sys.stdout, force=True)
 
 
 def check_channels(paths: SageMakerPaths, input_config: dict) -> list[str]:
@@ -67,42 +77,123 @@ def load_channels(paths: SageMakerPaths, hp: Hyperparameters, names: list[str]) 
     return channels
 
 
-def run(paths: SageMakerPaths) -> TrainResult:
-    """Train from the SageMaker tree at ``paths`` and write the artifact to ``paths.model_dir``."""
-    hp = parse_hyperparameters(read_hyperparameters(paths))
-    resource = read_resource_config(paths)
-    names = check_channels(paths, read_input_data_config(paths))
+def _agreed(dist: DistEnv, step: Callable[[], T]) -> T:
+    """Run a setup step on every rank; if it fails with a user error on any rank, fail everywhere with
+    that rank's message (so every host reports the real cause, not a broken collective)."""
+    try:
+        value, error = step(), None
+    except UserError as exc:
+        value, error = None, str(exc)
+    first = next((e for e in dist.all_gather_object(error) if e), None)
+    if first is not None:
+        raise UserError(first)
+    return value  # type: ignore[return-value]
+
+
+def run(paths: SageMakerPaths, dist: DistEnv = DistEnv(),
+        stop_requested: Callable[[], bool] = lambda: False) -> TrainResult:
+    """Train from the SageMaker tree at ``paths``; global rank 0 writes the artifact to ``model/``."""
+    def setup():
+        hp = parse_hyperparameters(read_hyperparameters(paths))
+        input_config = read_input_data_config(paths)
+        names = check_channels(paths, input_config)
+        return hp, input_config, load_channels(paths, hp, names)
+
+    hp, input_config, channels = _agreed(dist, setup)
     log.info("hyperparameters: %s", json.dumps(hp.to_dict(), sort_keys=True))
     log.info("enc0: %s", hp.enc0)
     log.info("enc1: %s", hp.enc1)
-    channels = load_channels(paths, hp, names)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    metrics = MetricLogger(resource.current_host, log)
-    trainer = Trainer(hp, channels, metrics, device=device,
-                      auxiliary_dir=paths.channel_dir("auxiliary"))
-    log.info("training on %s: %d parameters", device, sum(p.numel() for p in trainer.model.parameters()))
+    sharded = frozenset(c for c, cfg in input_config.items()
+                        if cfg.get("S3DistributionType") == "ShardedByS3Key")
+    resource = read_resource_config(paths)
+    metrics = MetricLogger(resource.current_host, log, enabled=dist.is_main)
+    trainer = _agreed(dist, lambda: Trainer(
+        hp, channels, metrics, device=dist.device, auxiliary_dir=paths.channel_dir("auxiliary"),
+        dist=dist, sharded=sharded, checkpoint_dir=paths.checkpoint_dir,
+        stop_requested=stop_requested))
+    trainer.resume()
+    log.info("training on %s: %d parameters", dist.device,
+             sum(p.numel() for p in trainer.model.parameters()))
     result = trainer.train()
-    save_artifact(paths.model_dir, trainer.model, hp,
-                  metadata={"best_epoch": result.best_epoch, "test": result.test})
-    paths.output_data_dir.mkdir(parents=True, exist_ok=True)
-    (paths.output_data_dir / "metrics.json").write_text(json.dumps(
-        {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-         "epochs": result.history, "test": result.test}, indent=2) + "\n")
-    log.info("model written to %s", paths.model_dir)
+    if dist.is_main:
+        save_artifact(paths.model_dir, trainer.model, hp,
+                      metadata={"best_epoch": result.best_epoch, "test": result.test})
+        paths.output_data_dir.mkdir(parents=True, exist_ok=True)
+        (paths.output_data_dir / "metrics.json").write_text(json.dumps(
+            {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+             "epochs": result.history, "test": result.test}, indent=2) + "\n")
+        log.info("model written to %s", paths.model_dir)
     return result
 
 
 def write_failure(paths: SageMakerPaths, message: str) -> None:
-    """Write the failure reason unless an earlier cause is already there (the first cause wins).
+    """Write the failure reason unless an earlier cause is already there (the first cause wins, also
+    between processes: the file is created exclusively).
 
     SageMaker shows the first 1024 characters as FailureReason; the whole text stays in the file.
     """
     try:
         paths.output_dir.mkdir(parents=True, exist_ok=True)
-        if not paths.failure_file.exists():
-            paths.failure_file.write_text(message)
+        with open(paths.failure_file, "x") as fh:
+            fh.write(message)
+    except FileExistsError:
+        pass
     except OSError as exc:
         log.error("could not write %s: %s", paths.failure_file, exc)
+
+
+def run_process(paths: SageMakerPaths, dist: DistEnv) -> int:
+    """One training process with its error boundary; returns its exit status."""
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())  # finish the step, checkpoint, exit
+    try:
+        dist.init()
+        run(paths, dist, stop.is_set)
+    except TrainingInterrupted as exc:
+        log.warning("%s; exiting", exc)
+        return EXIT_STOPPED
+    except UserError as exc:
+        log.error("ClientError: %s", exc)
+        write_failure(paths, f"ClientError: {exc}")
+        return EXIT_USER_ERROR
+    except Exception as exc:  # the one broad boundary: anything else is our bug (or a dead peer)
+        log.exception("AlgorithmError: %s", exc)
+        write_failure(paths, f"AlgorithmError: {exc!r}\n{traceback.format_exc()}")
+        return EXIT_INTERNAL_ERROR
+    finally:
+        dist.cleanup()
+    return 0
+
+
+def worker_main() -> None:
+    """Entry point of each process started by the elastic launcher."""
+    dist = DistEnv.from_env()
+    configure_logging(dist.rank)
+    # share the host's cores: N workers with all-core thread pools each thrash (measured 15x slower)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.local_world_size))
+    code = run_process(SageMakerPaths.from_env(), dist)
+    if code:
+        sys.exit(code)
+
+
+def launch_workers(paths: SageMakerPaths, plan: WorldPlan) -> int:
+    """Run the workers of this host; the exit status is the first failed worker's."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        launch(plan, worker_main)
+    except ChildFailedError as exc:
+        rank, first = exc.get_first_failure()
+        log.error("worker (rank %d) failed with exit code %s", rank, first.exitcode)
+        if first.exitcode not in (EXIT_USER_ERROR, EXIT_STOPPED):  # those wrote their own reason
+            write_failure(paths, f"AlgorithmError: training worker rank {rank} exited with code "
+                                 f"{first.exitcode}")
+        return first.exitcode if first.exitcode > 0 else EXIT_INTERNAL_ERROR
+    except SignalException as exc:  # SIGTERM to the launcher: the workers were told to stop
+        log.warning("launcher stopped by signal %s", exc.sigval)
+        return EXIT_STOPPED
+    return 0
 
 
 def main() -> int:
@@ -112,17 +203,16 @@ def main() -> int:
     log.info("Object2Vec training, SageMaker tree %s", paths.base)
     paths.failure_file.unlink(missing_ok=True)  # a stale reason from an earlier local run is not ours
     try:
-        run(paths)
-    except UserError as exc:
+        plan = plan_world(read_resource_config(paths))
+        log.info("%s", plan.describe())
+        code = launch_workers(paths, plan) if plan.distributed else run_process(paths, DistEnv())
+    except UserError as exc:  # the world could not be set up (resource config, DNS, env)
         log.error("ClientError: %s", exc)
         write_failure(paths, f"ClientError: {exc}")
-        return 2
-    except Exception as exc:  # the one broad boundary: anything else is our bug
-        log.exception("AlgorithmError: %s", exc)
-        write_failure(paths, f"AlgorithmError: {exc!r}\n{traceback.format_exc()}")
-        return 1
-    log.info("Reporting training SUCCESS")
-    return 0
+        return EXIT_USER_ERROR
+    if code == 0:
+        log.info("Reporting training SUCCESS")
+    return code
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ used. Weight decay is added to the gradient of the used rows only (L2, like the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from object2vec.model.embedding import EmbeddingRows, TokenEmbedding
+from object2vec.model.embedding import TokenEmbedding
 from object2vec.registry import Registry
 
 # update(state, ids, rows, grad, lr, step) -> new rows (may update ``rows`` in place);
@@ -58,6 +59,15 @@ def _sgd(state, ids, rows, grad, lr, step):
     return rows.add_(grad, alpha=-lr)
 
 
+@dataclass
+class RowGrad:
+    """One table's gradient for a step: rows ``ids (U,)`` and their gradient ``grad (U, dim)``."""
+
+    ids: torch.Tensor
+    grad: torch.Tensor
+    rows: torch.Tensor | None = None  # the current values of those rows if already gathered
+
+
 class LazyRowOptimizer:
     """Applies a lazy update to the rows of each table that the last forward pass used."""
 
@@ -70,18 +80,17 @@ class LazyRowOptimizer:
         self.state: list[dict] = [{"vocab_size": t.vocab_size} for t in tables]
 
     @torch.no_grad()
-    def step(self, views: list[EmbeddingRows | None]) -> None:
-        """Update table ``t``'s rows ``views[t].ids`` from the gradient of ``views[t].matrix``."""
+    def step(self, grads: list[RowGrad | None]) -> None:
+        """Update the rows ``grads[t].ids`` of each table ``t`` (None: frozen or unused table)."""
         self.steps += 1
-        for table, view, state in zip(self.tables, views, self.state):
-            if view is None or view.matrix.grad is None:
-                continue  # frozen (pretrained) or unused table
-            rows = view.matrix.detach()  # (U, dim) == table.weight[view.ids]; updated in place
-            grad = view.matrix.grad
-            if self.weight_decay:
-                grad = grad.add(rows, alpha=self.weight_decay)
-            new = self.update(state, view.ids, rows, grad, self.lr, self.steps)
-            table.weight.index_copy_(0, view.ids, new)
+        for table, g, state in zip(self.tables, grads, self.state):
+            if g is None:
+                continue
+            # (U, dim) current values, updated in place below
+            rows = g.rows if g.rows is not None else table.weight.index_select(0, g.ids)
+            grad = g.grad.add(rows, alpha=self.weight_decay) if self.weight_decay else g.grad
+            new = self.update(state, g.ids, rows, grad, self.lr, self.steps)
+            table.weight.index_copy_(0, g.ids, new)
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "state": self.state}

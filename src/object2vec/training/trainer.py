@@ -1,7 +1,13 @@
-"""The training recipe: data -> model -> epochs with validation and early stopping -> artifact.
+"""The training recipe: data -> model -> epochs with validation and early stopping -> best weights.
 
     trainer = Trainer(hp, channels, metrics)   # channels: {"train": PairData, "validation": ..., ...}
     result = trainer.train()                   # best epoch's weights loaded into trainer.model
+
+One code path for 1..N processes. With ``dist.world_size = W`` every global batch of ``mini_batch_size``
+samples is split into ``W`` shares (every ``W``-th sample), dense gradients are averaged by
+DistributedDataParallel and row_sparse gradients by exchanging the touched rows, so W processes train the
+same model as one process with the same global batch. Channels that SageMaker shards by S3 key already
+differ per host; their global batch is then cut from the host's records and shared by the host's ranks.
 """
 
 from __future__ import annotations
@@ -12,9 +18,11 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from object2vec.config.hyperparameters import Hyperparameters
 from object2vec.data.auxiliary import apply_pretrained
@@ -22,15 +30,22 @@ from object2vec.data.batching import Batch, EpochSampler, sequential_plan
 from object2vec.data.records import PairData
 from object2vec.errors import UserError
 from object2vec.model.object2vec import ModelConfig, Object2Vec
+from object2vec.training.checkpoint import load_checkpoint, save_checkpoint
+from object2vec.training.distributed import DistEnv
 from object2vec.training.early_stopping import EarlyStopping
 from object2vec.training.metrics import MetricLogger
 from object2vec.training.optimizers import build_optimizer
-from object2vec.training.sparse import LazyRowOptimizer
+from object2vec.training.sparse import LazyRowOptimizer, RowGrad
 
 log = logging.getLogger(__name__)
 
 SEED = 0
 EVAL_BATCH_SIZE = 4096
+CHECKPOINT_VERSION = 1
+
+
+class TrainingInterrupted(Exception):
+    """SIGTERM arrived: the state was checkpointed (when checkpointing is on) and training stopped."""
 
 
 @dataclass
@@ -59,13 +74,20 @@ class Trainer:
 
     def __init__(self, hp: Hyperparameters, channels: dict[str, PairData], metrics: MetricLogger,
                  device: torch.device | str = "cpu", seed: int = SEED,
-                 auxiliary_dir: Path | None = None) -> None:
+                 auxiliary_dir: Path | None = None, dist: DistEnv | None = None,
+                 sharded: frozenset[str] = frozenset(), checkpoint_dir: Path | None = None,
+                 stop_requested: Callable[[], bool] = lambda: False) -> None:
         if "train" not in channels:
             raise UserError("the 'train' channel is required")
-        self.hp = hp
-        self.channels = channels
-        self.metrics = metrics
+        self.hp, self.channels, self.metrics = hp, channels, metrics
+        self.dist = dist or DistEnv()
         self.device = torch.device(device)
+        self.sharded = sharded
+        self.checkpoint_dir = checkpoint_dir
+        self.stop_requested = stop_requested
+        if hp.mini_batch_size < self.dist.world_size:
+            raise UserError(f"mini_batch_size={hp.mini_batch_size} is the global batch and must be at "
+                            f"least the number of processes ({self.dist.world_size})")
         torch.manual_seed(seed)
         self.model = Object2Vec(ModelConfig.from_hyperparameters(hp))
         apply_pretrained(list(self.model.embeddings),
@@ -76,10 +98,27 @@ class Trainer:
         self.lazy_optimizer = (LazyRowOptimizer(hp.optimizer, list(self.model.embeddings),
                                                 hp.learning_rate, hp.weight_decay)
                                if self.model.config.sparse else None)
-        self.sampler = EpochSampler(channels["train"], hp.mini_batch_size, hp.negative_sampling_rate,
+        self.forward = self.model
+        if self.dist.distributed and self.optimizer is not None:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.forward = DistributedDataParallel(self.model, device_ids=ids)
+        part, parts = self._share("train")
+        group_batch = hp.mini_batch_size * parts // self.dist.world_size  # this data group's batch
+        self.sampler = EpochSampler(channels["train"], group_batch, hp.negative_sampling_rate,
                                     hp.bucket_width, seed)
         self.stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance)
         self.monitor = "validation" if "validation" in channels else "train"
+        self.result = TrainResult()
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.start_epoch, self.start_batch = 0, 0
+        self.partial_totals: dict[str, float] = {}
+
+    def _share(self, channel: str) -> tuple[int, int]:
+        """(part, parts): which share of ``channel``'s batches this rank takes. A sharded channel is
+        split among this host's ranks only; a replicated one among all ranks."""
+        if channel in self.sharded:
+            return self.dist.local_rank, self.dist.local_world_size
+        return self.dist.rank, self.dist.world_size
 
     # -- one step / one pass ----------------------------------------------------------------------------
 
@@ -87,56 +126,142 @@ class Trainer:
         batch = batch.to(self.device)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        loss, stats = _loss_and_stats(self.hp, self.model(batch.in0, batch.in1), batch.labels)
+        loss, stats = _loss_and_stats(self.hp, self.forward(batch.in0, batch.in1), batch.labels)
         loss.backward()
         if self.optimizer is not None:
             self.optimizer.step()
         if self.lazy_optimizer is not None:
-            self.lazy_optimizer.step(self.model.batch_rows)
+            self.lazy_optimizer.step([self._row_grad(v) for v in self.model.batch_rows])
         return stats
 
+    def _row_grad(self, view) -> RowGrad | None:
+        """This step's gradient of one table's rows, averaged over ranks like DDP averages the rest."""
+        if view is None or view.matrix.grad is None:
+            return None  # frozen: the same on every rank
+        if not self.dist.distributed:
+            return RowGrad(view.ids, view.matrix.grad, view.matrix.detach())
+        ids, grad = self.dist.all_gather_rows(view.ids, view.matrix.grad)
+        union, inverse = torch.unique(ids, sorted=True, return_inverse=True)
+        summed = grad.new_zeros(union.numel(), grad.shape[1]).index_add_(0, inverse, grad)
+        return RowGrad(union, summed.div_(self.dist.world_size))
+
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
-        """Train one epoch; return its mean metrics and its throughput (samples/s)."""
-        self.model.train()
+        """Train one epoch (from ``self.start_batch``); return its mean metrics and samples/s."""
+        self.forward.train()
         plan = self.sampler.plan(epoch)
-        totals: dict[str, torch.Tensor] = {}
-        start = time.perf_counter()
-        last_report = start
-        for b in range(len(plan)):
-            for k, v in self._train_step(plan.batch(self.channels["train"], b)).items():
-                totals[k] = totals.get(k, 0) + v
+        part, parts = self._share("train")
+        # equal step counts everywhere; a last batch too small to give every rank a sample is skipped
+        steps = len(plan) - (len(plan) > 0 and plan.batch_size(len(plan) - 1) < parts)
+        steps = self.dist.all_reduce_min(steps)
+        data = self.channels["train"]
+        # running sums of the metrics and of the sample count ("_count"), carried over a resume
+        totals = {k: torch.tensor(v) for k, v in self.partial_totals.items()}
+        start = last_report = time.perf_counter()
+        samples = 0
+        for b in range(self.start_batch, steps):
+            batch = plan.batch(data, b, part, parts)
+            samples += len(batch)
+            totals["_count"] = totals.get("_count", 0) + len(batch)
+            for k, v in self._train_step(batch).items():
+                totals[k] = totals.get(k, 0) + v.detach().cpu()
+            if self.dist.any(self.stop_requested()):
+                self._save_checkpoint(epoch, b + 1, totals)
+                raise TrainingInterrupted(f"stopped by SIGTERM in epoch {epoch} after batch {b + 1}")
             if time.perf_counter() - last_report > 30:  # a readable heartbeat on long epochs
                 last_report = time.perf_counter()
-                log.info("epoch %d: batch %d/%d", epoch, b + 1, len(plan))
-        elapsed = time.perf_counter() - start
-        return self._means(totals, plan.num_samples), plan.num_samples / max(elapsed, 1e-9)
+                log.info("epoch %d: batch %d/%d", epoch, b + 1, steps)
+        self.start_batch, self.partial_totals = 0, {}
+        rate = torch.tensor([samples / max(time.perf_counter() - start, 1e-9)], device=self.dist.device)
+        count = int(totals.pop("_count", 0))
+        return self._reduce(totals, count), float(self.dist.all_reduce_sum(rate)[0])
 
     @torch.inference_mode()
-    def evaluate(self, data: PairData) -> dict[str, float]:
-        """Mean loss (and accuracy) of the current model on ``data``, in eval mode."""
+    def evaluate(self, data: PairData, channel: str = "validation") -> dict[str, float]:
+        """Mean loss (and accuracy) of the current model on ``data`` over all ranks, in eval mode."""
         self.model.eval()
-        plan = sequential_plan(data, EVAL_BATCH_SIZE)
+        part, parts = self._share(channel)
+        plan = sequential_plan(data, EVAL_BATCH_SIZE, part, parts)
         totals: dict[str, torch.Tensor] = {}
         for b in range(len(plan)):
             batch = plan.batch(data, b).to(self.device)
             _, stats = _loss_and_stats(self.hp, self.model(batch.in0, batch.in1), batch.labels)
             for k, v in stats.items():
-                totals[k] = totals.get(k, 0) + v
-        return self._means(totals, len(data))
+                totals[k] = totals.get(k, 0) + v.detach().cpu()
+        return self._reduce(totals, plan.num_samples)
 
-    @staticmethod
-    def _means(totals: dict[str, torch.Tensor], count: int) -> dict[str, float]:
-        order = ("accuracy", "cross_entropy", "mean_squared_error")
-        return {k: float(totals[k]) / max(count, 1) for k in order if k in totals}
+    def _reduce(self, totals: dict[str, torch.Tensor], count: int) -> dict[str, float]:
+        """Means over every rank's samples: sums and counts are added up across ranks first."""
+        order = [k for k in ("accuracy", "cross_entropy", "mean_squared_error")
+                 if k in totals or k in self._metric_names()]
+        vec = torch.tensor([float(totals.get(k, 0.0)) for k in order] + [float(count)],
+                           dtype=torch.float64, device=self.dist.device)
+        vec = self.dist.all_reduce_sum(vec).cpu()
+        return {k: float(vec[i]) / max(float(vec[-1]), 1.0) for i, k in enumerate(order)}
+
+    def _metric_names(self) -> tuple[str, ...]:
+        return ("mean_squared_error",) if self.hp.is_regression else ("accuracy", "cross_entropy")
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def _save_checkpoint(self, epoch: int, next_batch: int, totals: dict | None = None) -> None:
+        """Rank 0 writes the resumable state; every rank waits until it is on disk."""
+        if self.checkpoint_dir is None or not self.checkpoint_dir.is_dir():
+            return
+        if self.dist.is_main:
+            state = {
+                "version": CHECKPOINT_VERSION, "hyperparameters": _plain(self.hp.to_dict()),
+                "epoch": epoch, "next_batch": next_batch,
+                "partial_totals": {k: float(v) for k, v in (totals or {}).items()},
+                "model": self.model.state_dict(),
+                "optimizer": None if self.optimizer is None else self.optimizer.state_dict(),
+                "lazy_optimizer": None if self.lazy_optimizer is None else
+                self.lazy_optimizer.state_dict(),
+                "stopper": self.stopper.state_dict(), "best_state": self.best_state,
+                "history": self.result.history, "rng": torch.get_rng_state(),
+            }
+            path = save_checkpoint(self.checkpoint_dir, state)
+            log.info("checkpoint saved: %s (epoch %d, next batch %d)", path, epoch, next_batch)
+        self.dist.any(False)  # barrier: nobody exits while rank 0 is still writing
+
+    def resume(self) -> bool:
+        """Load the latest checkpoint, if any (rank 0's copy, sent to every rank). True if resumed."""
+        if self.checkpoint_dir is None:
+            return False
+        state = load_checkpoint(self.checkpoint_dir) if self.dist.is_main else None
+        state = self.dist.broadcast_object(state)
+        if state is None:
+            return False
+        saved = state["hyperparameters"]
+        now = _plain(self.hp.to_dict())
+        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        if changed:
+            raise UserError(f"the checkpoint in {self.checkpoint_dir} was written with different "
+                            f"hyperparameters ({', '.join(changed)}); restore them or remove the "
+                            f"checkpoint to start over")
+        self.model.load_state_dict(state["model"])
+        if self.optimizer is not None:
+            self.optimizer.load_state_dict(state["optimizer"])
+        if self.lazy_optimizer is not None:
+            self.lazy_optimizer.load_state_dict(state["lazy_optimizer"])
+        self.stopper.load_state_dict(state["stopper"])
+        self.best_state = state["best_state"]
+        self.result.history = state["history"]
+        self.start_epoch, self.start_batch = state["epoch"], state["next_batch"]
+        self.partial_totals = state["partial_totals"]
+        torch.set_rng_state(state["rng"])
+        log.info("resumed from checkpoint: epoch %d, batch %d", self.start_epoch, self.start_batch)
+        return True
 
     # -- the run ------------------------------------------------------------------------------------------
 
     def train(self) -> TrainResult:
         """Run every epoch (or until early stopping); leave the best epoch's weights in ``self.model``."""
-        hp, result = self.hp, TrainResult()
-        best_state = None
+        hp, result = self.hp, self.result
         loss_name = "mean_squared_error" if hp.is_regression else "cross_entropy"
-        for epoch in range(hp.epochs):
+        for epoch in range(self.start_epoch, hp.epochs):
+            if self.stopper.should_stop:
+                result.stopped_early = True  # resumed after the stopping epoch's checkpoint
+                break
             train_metrics, rate = self._train_epoch(epoch)
             self.metrics.quality("train", train_metrics, epoch)
             record = {f"train:{k}": v for k, v in train_metrics.items()}
@@ -153,20 +278,26 @@ class Trainer:
                 raise UserError(f"training diverged: {self.monitor} {loss_name} is {monitored} at "
                                 f"epoch {epoch}; lower learning_rate (now {hp.learning_rate})")
             if self.stopper.update(epoch, monitored):
-                best_state = copy.deepcopy(self.model.state_dict())
+                self.best_state = copy.deepcopy(self.model.state_dict())
             log.info("epoch %d/%d: %s (best epoch %d)", epoch + 1, hp.epochs,
                      ", ".join(f"{k}={v:.4f}" for k, v in record.items()), self.stopper.best_epoch)
+            self._save_checkpoint(epoch + 1, 0)
             if self.stopper.should_stop and epoch + 1 < hp.epochs:
                 log.info("early stopping: %s %s has not improved by %g for %d epochs", self.monitor,
                          loss_name, hp.early_stopping_tolerance, hp.early_stopping_patience)
                 result.stopped_early = True
                 break
         result.best_epoch = self.stopper.best_epoch
-        if best_state is not None:
-            self.model.load_state_dict(best_state)
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
         log.info("keeping the weights of epoch %d (lowest %s %s %.6g)", result.best_epoch,
                  self.monitor, loss_name, self.stopper.best_loss)
         if "test" in self.channels:
-            result.test = self.evaluate(self.channels["test"])
+            result.test = self.evaluate(self.channels["test"], "test")
             self.metrics.quality("test", result.test)
         return result
+
+
+def _plain(params: dict) -> dict:
+    """Hyperparameters as plain JSON-like values (for comparing a checkpoint with this run)."""
+    return {k: v for k, v in params.items() if v is not None}
