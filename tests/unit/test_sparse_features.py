@@ -81,9 +81,9 @@ def test_negatives_never_reach_validation_or_test():
     seen = []
     original = trainer.evaluate
 
-    def counting(d):
+    def counting(d, *args):
         seen.append(len(d))
-        return original(d)
+        return original(d, *args)
 
     trainer.evaluate = counting
     trainer.train()
