@@ -140,7 +140,7 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 60) -> None:
                                        (signal.SIGTERM, "2")])
 def test_interrupted_run_resumes_to_the_same_model(tmp_path, sig, nproc):
     hp = hyperparameters("row_sparse", epochs=8, mini_batch_size=16)
-    data = records(1500 if nproc == "1" else 300, 0)  # gloo steps on 2 shared cores are slower
+    data = records(800 if nproc == "1" else 300, 0)  # gloo steps on 2 shared cores are slower
     reference = tree(tmp_path / "reference", hp, train=data)
     train(reference, OBJECT2VEC_NPROC_PER_HOST=nproc, OBJECT2VEC_MASTER_PORT=str(free_port()))
 

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 SEED = 0
 EVAL_BATCH_SIZE = 4096
 CHECKPOINT_VERSION = 1
+STOP_CHECK_EVERY = 8  # steps between checks for SIGTERM when several processes must agree
 
 
 class TrainingInterrupted(Exception):
@@ -155,7 +156,7 @@ class Trainer:
         steps = self.dist.all_reduce_min(steps)
         data = self.channels["train"]
         # running sums of the metrics and of the sample count ("_count"), carried over a resume
-        totals = {k: torch.tensor(v) for k, v in self.partial_totals.items()}
+        totals = {k: torch.tensor(v, device=self.device) for k, v in self.partial_totals.items()}
         start = last_report = time.perf_counter()
         samples = 0
         for b in range(self.start_batch, steps):
@@ -163,8 +164,10 @@ class Trainer:
             samples += len(batch)
             totals["_count"] = totals.get("_count", 0) + len(batch)
             for k, v in self._train_step(batch).items():
-                totals[k] = totals.get(k, 0) + v.detach().cpu()
-            if self.dist.any(self.stop_requested()):
+                totals[k] = totals.get(k, 0) + v  # stays on the device: no sync per step
+            # agreeing on a stop is a collective: every step alone, every few steps with peers
+            if (not self.dist.distributed or b % STOP_CHECK_EVERY == 0) and \
+                    self.dist.any(self.stop_requested()):
                 self._save_checkpoint(epoch, b + 1, totals)
                 raise TrainingInterrupted(f"stopped by SIGTERM in epoch {epoch} after batch {b + 1}")
             if time.perf_counter() - last_report > 30:  # a readable heartbeat on long epochs
@@ -186,7 +189,7 @@ class Trainer:
             batch = plan.batch(data, b).to(self.device)
             _, stats = _loss_and_stats(self.hp, self.model(batch.in0, batch.in1), batch.labels)
             for k, v in stats.items():
-                totals[k] = totals.get(k, 0) + v.detach().cpu()
+                totals[k] = totals.get(k, 0) + v
         return self._reduce(totals, plan.num_samples)
 
     def _reduce(self, totals: dict[str, torch.Tensor], count: int) -> dict[str, float]:
