@@ -23,5 +23,11 @@ test: $(STAMP)
 demo: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python local_test/demo.py
 
+# Benchmarks print their figures; benchmarks/RESULTS.md records them (see each script's docstring).
+bench: $(STAMP)
+	for script in train_throughput movielens serve_load scaling doc_ablation; do \
+		test ! -f benchmarks/$$script.py || PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/$$script.py || exit 1; \
+	done
+
 clean:
 	rm -rf $(VENV) .demo .bench

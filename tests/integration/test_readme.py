@@ -1,0 +1,66 @@
+"""The README stays true to the code: its metric regexes match the trainer's real log, and its
+hyperparameter reference names every hyperparameter the parser knows."""
+
+from __future__ import annotations
+
+import random
+import re
+import subprocess
+
+import pytest
+
+from helpers import REPO, make_tree, subprocess_env
+from object2vec.config.hyperparameters import SPECS
+
+README = (REPO / "README.md").read_text()
+
+
+def metric_definitions() -> dict[str, re.Pattern]:
+    found = re.findall(r'\{"Name": "([^"]+)", "Regex": r"([^"]+)"\}', README)
+    return {name: re.compile(regex) for name, regex in found}
+
+
+def train_log(tmp_path, output_layer: str) -> str:
+    rng = random.Random(0)
+    recs = [{"in0": [rng.randrange(20)], "in1": [rng.randrange(20)], "label": rng.randrange(2)}
+            for _ in range(64)]
+    hp = dict(enc0_max_seq_len=2, enc0_vocab_size=20, enc0_network="pooled_embedding", enc_dim=4,
+              mlp_dim=4, epochs=2, output_layer=output_layer)
+    base = make_tree(tmp_path / output_layer, hp, {"train": recs, "validation": recs, "test": recs},
+                     {"current_host": "algo-7", "hosts": ["algo-7"]})
+    out = subprocess.run([str(REPO / "container" / "train")], cwd=tmp_path, env=subprocess_env(base),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_readme_lists_every_metric_the_trainer_prints():
+    assert set(metric_definitions()) == {
+        f"{split}:{m}" for split in ("train", "validation", "test")
+        for m in ("accuracy", "cross_entropy", "mean_squared_error")} | {"train:progress",
+                                                                       "train:throughput"}
+
+
+@pytest.mark.parametrize("output_layer", ["softmax", "mean_squared_error"])
+def test_readme_metric_regexes_match_the_real_log(tmp_path, output_layer):
+    log = train_log(tmp_path, output_layer)
+    family = ("mean_squared_error",) if output_layer == "mean_squared_error" else (
+        "accuracy", "cross_entropy")
+    for name, regex in metric_definitions().items():
+        values = regex.findall(log)
+        metric = name.split(":")[1]
+        if metric in ("progress", "throughput"):
+            expected = 2  # once per epoch
+        elif metric in family:
+            expected = 1 if name.startswith("test") else 2
+        else:
+            expected = 0
+        assert len(values) == expected, (name, values)
+        assert all(float(v) >= 0 for v in values)
+    assert "host=algo-7" in log
+
+
+def test_readme_documents_every_hyperparameter():
+    table = README[README.index("## Hyperparameters"):README.index("## Differences")]
+    missing = [key for key in SPECS if f"`{key}`" not in table]
+    assert not missing
