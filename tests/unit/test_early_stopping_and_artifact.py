@@ -1,0 +1,292 @@
+"""Early stopping (object2vec.md section 6.2) in isolation and inside a Trainer run with a scripted
+validation loss, and the model artifact: identical outputs after a round trip, weights-only loading,
+and user errors for missing or wrong artifacts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from object2vec.artifact import CONFIG_FILE, WEIGHTS_FILE, load_artifact, save_artifact
+from object2vec.config.hyperparameters import parse_hyperparameters
+from object2vec.data.records import PairData, Side
+from object2vec.errors import UserError
+from object2vec.model.object2vec import ModelConfig, Object2Vec
+from object2vec.model.tokens import Tokens
+from object2vec.training.early_stopping import EarlyStopping
+from object2vec.training.metrics import MetricLogger
+from object2vec.training.trainer import Trainer
+
+# -- EarlyStopping ---------------------------------------------------------------------------------
+
+# (losses, patience, tolerance, epoch after which training stops (None: never), best epoch)
+STOPPING = [
+    # improves by more than the tolerance every epoch: never stops, best is the last
+    ([1.0, 0.8, 0.6, 0.4], 1, 0.01, None, 3),
+    # gains smaller than the tolerance are "no improvement", but the lowest loss is still the best
+    ([1.0, 0.9, 0.85, 0.849, 0.848, 0.847], 3, 0.01, 5, 5),
+    # getting worse: stop after `patience` bad epochs, keep the first
+    ([1.0, 2.0, 3.0, 4.0, 5.0], 3, 0.01, 3, 0),
+    ([1.0, 1.0], 1, 0.01, 1, 0),
+    # the margin is measured from the last improving loss, not from the previous epoch
+    ([1.0, 0.995, 0.991, 0.989, 0.985], 3, 0.01, None, 4),
+    # an improvement resets the count of bad epochs
+    ([0.5, 0.6, 0.4, 0.45, 0.41], 2, 0.01, 4, 2),
+    ([0.5, 0.6, 0.4, 0.45, 0.35, 0.36, 0.37], 2, 0.01, 6, 4),
+    # the tolerance is absolute: 0.5 on a loss of 100 counts, though it is only 0.5 %
+    ([100.0, 99.5, 99.0, 98.5], 1, 0.01, None, 3),
+]
+
+
+@pytest.mark.parametrize("losses,patience,tolerance,stop_at,best", STOPPING)
+def test_early_stopping_semantics(losses, patience, tolerance, stop_at, best):
+    """Stop after `patience` epochs whose loss is not below (last improving loss - tolerance); the
+    best epoch is the one with the lowest loss, and update() says True exactly when it changes."""
+    stopper = EarlyStopping(patience, tolerance)
+    stopped, lowest = None, float("inf")
+    for epoch, loss in enumerate(losses):
+        assert stopper.update(epoch, loss) is (loss < lowest)
+        lowest = min(lowest, loss)
+        if stopper.should_stop:
+            stopped = epoch
+            break
+    assert stopped == stop_at
+    assert stopper.best_epoch == best and stopper.best_loss == losses[best]
+
+
+def test_early_stopping_state_round_trips():
+    """state_dict/load_state_dict resume with the same decisions."""
+    a = EarlyStopping(2, 0.01)
+    for epoch, loss in enumerate([1.0, 0.5, 0.6]):
+        a.update(epoch, loss)
+    b = EarlyStopping(5, 0.5)
+    b.load_state_dict(copy.deepcopy(a.state_dict()))
+    assert b.update(3, 0.55) == a.update(3, 0.55) and b.should_stop == a.should_stop is True
+    assert b.best_epoch == a.best_epoch == 1
+
+
+# -- a Trainer run with a scripted validation loss -------------------------------------------------
+
+
+def tiny_data(n: int = 64, seed: int = 0) -> PairData:
+    rng = np.random.default_rng(seed)
+
+    def side() -> Side:
+        lengths = rng.integers(1, 4, n)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Side(rng.integers(0, 20, int(offsets[-1])).astype(np.int32), offsets)
+
+    return PairData(side(), side(), rng.integers(0, 2, n).astype(np.int64))
+
+
+def tiny_hp(**extra):
+    raw = {"enc0_network": "pooled_embedding", "enc0_max_seq_len": "3", "enc0_vocab_size": "20",
+           "enc_dim": "8", "mlp_dim": "8", "mlp_layers": "1", "learning_rate": "0.05",
+           "mini_batch_size": "16", "epochs": "10", "early_stopping_patience": "2",
+           "early_stopping_tolerance": "0.01", **extra}
+    return parse_hyperparameters(raw)
+
+
+class ScriptedTrainer(Trainer):
+    """A Trainer whose validation loss is a fixed script; it snapshots the weights at each epoch's
+    evaluation (which runs right after that epoch's training)."""
+
+    def __init__(self, *args, script: list[float], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.script = script
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def evaluate(self, data, *args, **kwargs):
+        epoch = len(self.snapshots)
+        self.snapshots.append(copy.deepcopy(self.model.state_dict()))
+        return {"accuracy": 0.5, "cross_entropy": self.script[epoch]}
+
+
+def scripted_run(script, caplog=None, **hp):
+    data = tiny_data()
+    metrics = MetricLogger("algo-1", logging.getLogger("test.metrics"))
+    trainer = ScriptedTrainer(tiny_hp(**hp), {"train": data, "validation": data}, metrics,
+                              script=script)
+    return trainer, trainer.train()
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_trainer_keeps_the_best_epochs_weights_and_stops_after_patience(caplog):
+    """Validation loss 1.0, 0.6, 0.65, 0.7 (patience 2): training stops after epoch 3, and the model
+    holds exactly the weights it had at epoch 1, not the last ones."""
+    with caplog.at_level(logging.INFO, logger="test.metrics"):
+        trainer, result = scripted_run([1.0, 0.6, 0.65, 0.7, 0.1, 0.1])
+    assert len(trainer.snapshots) == 4 and len(result.history) == 4
+    assert result.best_epoch == 1 and result.stopped_early
+    final = trainer.model.state_dict()
+    assert same_weights(final, trainer.snapshots[1])
+    assert not same_weights(final, trainer.snapshots[3])  # training did move the weights
+    assert not same_weights(trainer.snapshots[0], trainer.snapshots[1])
+    lines = [r.getMessage() for r in caplog.records if "validation cross_entropy" in r.getMessage()]
+    assert [float(ln.rsplit("=", 1)[1]) for ln in lines] == [1.0, 0.6, 0.65, 0.7]
+    assert [h["validation:cross_entropy"] for h in result.history] == [1.0, 0.6, 0.65, 0.7]
+
+
+def test_trainer_keeps_the_lowest_loss_even_within_the_tolerance():
+    """A loss lower than the best by less than the tolerance counts as a bad epoch for stopping, but
+    its weights are still the ones kept."""
+    trainer, result = scripted_run([1.0, 0.995, 0.993, 0.5])
+    assert len(trainer.snapshots) == 3 and result.stopped_early
+    assert result.best_epoch == 2
+    assert same_weights(trainer.model.state_dict(), trainer.snapshots[2])
+
+
+def test_trainer_runs_every_epoch_while_improving():
+    """No early stop while every epoch improves by more than the tolerance; the last epoch is
+    kept."""
+    trainer, result = scripted_run([0.9, 0.8, 0.7], epochs="3")
+    assert len(trainer.snapshots) == 3 and not result.stopped_early and result.best_epoch == 2
+    assert same_weights(trainer.model.state_dict(), trainer.snapshots[2])
+
+
+# -- artifact --------------------------------------------------------------------------------------
+
+
+ARTIFACT_CONFIGS = {
+    "pooled-softmax": {"enc0_network": "pooled_embedding", "num_classes": "3"},
+    "hcnn-regression": {"enc0_network": "hcnn", "enc0_token_embedding_dim": "6",
+                        "output_layer": "mean_squared_error", "enc0_layers": "2"},
+    "bilstm-hcnn-own-enc1": {"enc0_network": "bilstm", "enc1_network": "hcnn",
+                             "enc1_vocab_size": "9", "enc1_max_seq_len": "4",
+                             "enc1_token_embedding_dim": "5", "comparator_list": "abs_diff,concat",
+                             "mlp_layers": "0"},
+    "tied-row-sparse": {"enc0_network": "pooled_embedding", "tied_token_embedding_weight": "true",
+                        "token_embedding_storage_type": "row_sparse", "dropout": "0.3"},
+}
+
+
+def artifact_hp(raw):
+    return parse_hyperparameters({"enc0_max_seq_len": "6", "enc0_vocab_size": "9", "enc_dim": "8",
+                                  "mlp_dim": "8", **raw})
+
+
+def perturbed_model(hp) -> Object2Vec:
+    """A model whose weights are not the constructor's, so a loader that re-initialised would
+    show."""
+    model = Object2Vec(ModelConfig.from_hyperparameters(hp))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    return model.eval()
+
+
+SEQS0 = [[0], [1, 2, 3], [8, 0, 8, 0, 8, 0], [4, 4]]
+SEQS1 = [[3], [0, 1], [2, 2, 2], [1, 3, 0]]
+
+
+@pytest.mark.parametrize("name", sorted(ARTIFACT_CONFIGS))
+def test_artifact_round_trip_gives_identical_scores_and_embeddings(tmp_path, name):
+    """save_artifact then load_artifact rebuilds the same network: bit-identical scores and
+    embeddings of both sides, equal hyperparameters, the metadata, and eval mode."""
+    hp = artifact_hp(ARTIFACT_CONFIGS[name])
+    model = perturbed_model(hp)
+    save_artifact(tmp_path / "model", model, hp, metadata={"best_epoch": 4, "test": {"x": 1.5}})
+    loaded = load_artifact(tmp_path / "model")
+    assert loaded.hyperparameters == hp and loaded.metadata == {"best_epoch": 4, "test": {"x": 1.5}}
+    assert not loaded.model.training
+    in0, in1 = Tokens.from_lists(SEQS0), Tokens.from_lists(SEQS1)
+    with torch.no_grad():
+        assert torch.equal(loaded.model.scores(in0, in1), model.scores(in0, in1))
+        assert torch.equal(loaded.model.encode(0, in0), model.encode(0, in0))
+        assert torch.equal(loaded.model.encode(1, in1), model.encode(1, in1))
+
+
+def test_artifact_loads_with_weights_only_and_describes_itself(tmp_path):
+    """The weights file is plain data (torch.load(weights_only=True) reads it), and the JSON file
+    beside it holds the same description without the weights."""
+    hp = artifact_hp(ARTIFACT_CONFIGS["hcnn-regression"])
+    model = perturbed_model(hp)
+    path = save_artifact(tmp_path, model, hp, metadata={"best_epoch": 2})
+    assert path == tmp_path / WEIGHTS_FILE
+    blob = torch.load(path, weights_only=True)
+    assert blob["format"] == "object2vec" and blob["format_version"] >= 1
+    assert blob["state_dict"].keys() == model.state_dict().keys()
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in blob["state_dict"].items())
+    described = json.loads((tmp_path / CONFIG_FILE).read_text())
+    assert described["hyperparameters"] == blob["hyperparameters"]
+    assert described["metadata"] == {"best_epoch": 2} and "state_dict" not in described
+    assert parse_hyperparameters(described["hyperparameters"]) == hp
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically, no leftovers
+
+
+class NotAnArtifact:
+    """An arbitrary pickled object: weights_only loading must refuse it."""
+
+
+def _write(path, kind):
+    path.mkdir(parents=True, exist_ok=True)
+    target = path / WEIGHTS_FILE
+    if kind == "garbage":
+        target.write_bytes(b"\x00\x01 definitely not a torch file")
+    elif kind == "empty file":
+        target.write_bytes(b"")
+    elif kind == "pickled object":
+        torch.save(NotAnArtifact(), target)
+    elif kind == "other format":
+        torch.save({"format": "xgboost", "state_dict": {}}, target)
+    elif kind == "a list":
+        torch.save([1, 2, 3], target)
+    elif kind == "newer version":
+        hp = artifact_hp({})
+        save_artifact(path, perturbed_model(hp), hp)
+        blob = torch.load(target, weights_only=True)
+        torch.save({**blob, "format_version": 99}, target)
+    elif kind == "bad hyperparameters":
+        hp = artifact_hp({})
+        save_artifact(path, perturbed_model(hp), hp)
+        blob = torch.load(target, weights_only=True)
+        torch.save({**blob, "hyperparameters": {**blob["hyperparameters"], "enc_dim": 2}}, target)
+
+
+@pytest.mark.parametrize("kind,words", [
+    ("missing", ["no Object2Vec model found", WEIGHTS_FILE]),
+    ("garbage", ["cannot read model"]),
+    ("empty file", ["cannot read model"]),
+    ("pickled object", ["cannot read model"]),
+    ("other format", ["not an Object2Vec model artifact"]),
+    ("a list", ["not an Object2Vec model artifact"]),
+    ("newer version", ["format version 99"]),
+    ("bad hyperparameters", ["enc_dim=2"]),
+])
+def test_wrong_or_missing_artifact_is_a_user_error(tmp_path, kind, words):
+    """Every way an artifact can be missing or foreign fails with a UserError that says why."""
+    if kind != "missing":
+        _write(tmp_path / "model", kind)
+    with pytest.raises(UserError) as info:
+        load_artifact(tmp_path / "model")
+    for word in words:
+        assert word in str(info.value)
+
+
+@pytest.mark.xfail(strict=True, raises=(RuntimeError, KeyError),
+                   reason="artifact.load_artifact lets load_state_dict's RuntimeError and a "
+                          "missing 'hyperparameters' KeyError escape instead of raising UserError")
+@pytest.mark.parametrize("damage", ["missing weight", "wrong shape", "no hyperparameters"])
+def test_artifact_whose_weights_do_not_match_is_a_user_error(tmp_path, damage):
+    """An artifact whose state_dict does not fit its hyperparameters (or has none) is a wrong
+    artifact, so it should be a UserError like the others."""
+    hp = artifact_hp({})
+    path = save_artifact(tmp_path, perturbed_model(hp), hp)
+    blob = torch.load(path, weights_only=True)
+    if damage == "missing weight":
+        del blob["state_dict"]["mlp.0.weight"]
+    elif damage == "wrong shape":
+        blob["state_dict"]["mlp.0.weight"] = torch.zeros(3, 3)
+    else:
+        del blob["hyperparameters"]
+    torch.save(blob, path)
+    with pytest.raises(UserError):
+        load_artifact(tmp_path)

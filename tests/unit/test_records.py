@@ -1,0 +1,219 @@
+"""Loading JSON Lines channels: every data error names its file and line, valid data lands in
+compact arrays, truncation, several files, sub-directories and gzip (object2vec.md 4.2 and 4.4)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from object2vec.data.records import CHUNK_LINES, RecordRules, load_channel
+from object2vec.errors import UserError
+
+CLASSIFY = RecordRules(vocab_sizes=(10, 2), max_seq_lens=(5, 5), regression=False, num_classes=3)
+REGRESS = RecordRules(vocab_sizes=(10, 2), max_seq_lens=(5, 5), regression=True, num_classes=2)
+GOOD = '{"in0": [1, 2], "in1": [0], "label": 1}'
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def load_error(channel: Path, rules: RecordRules = CLASSIFY) -> str:
+    with pytest.raises(UserError) as info:
+        load_channel(channel, rules)
+    return str(info.value)
+
+
+def sequences(side) -> list[list[int]]:
+    return [side.ids[a:b].tolist() for a, b in zip(side.offsets[:-1], side.offsets[1:])]
+
+
+# (bad line, rules, words the message must contain)
+BAD_LINES = [
+    ('{"in0": [1], "in1": [0], "label": 1', CLASSIFY, ["not valid JSON"]),
+    ("in0 in1 label", CLASSIFY, ["not valid JSON"]),
+    ("[1, 2, 3]", CLASSIFY, ["must be a JSON object", "list"]),
+    ('"text"', CLASSIFY, ["must be a JSON object", "str"]),
+    ("7", CLASSIFY, ["must be a JSON object", "int"]),
+    ("null", CLASSIFY, ["must be a JSON object"]),
+    ('{"in1": [0], "label": 1}', CLASSIFY, ["missing 'in0'"]),
+    ('{"in0": [1], "label": 1}', CLASSIFY, ["missing 'in1'"]),
+    ('{"in0": [1], "in1": [0]}', CLASSIFY, ["missing 'label'"]),
+    ('{"in0": [], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "non-empty list"]),
+    ('{"in0": [1], "in1": [], "label": 1}', CLASSIFY, ["'in1'", "non-empty list"]),
+    ('{"in0": 3, "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "non-empty list"]),
+    ('{"in0": "1 2", "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "non-empty list"]),
+    ('{"in0": null, "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "non-empty list"]),
+    ('{"in0": {"a": 1}, "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "non-empty list"]),
+    ('{"in0": [1, 2.5], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "2.5", "integers"]),
+    ('{"in0": [1.0], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "1.0", "integers"]),
+    ('{"in0": [1, "2"], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", '"2"', "integers"]),
+    ('{"in0": [1], "in1": [true], "label": 1}', CLASSIFY, ["'in1'", "true", "integers"]),
+    ('{"in0": [false, 1], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "false", "integers"]),
+    ('{"in0": [1, null], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "null", "integers"]),
+    ('{"in0": [[1]], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "integers"]),
+    ('{"in0": [1, -1], "in1": [0], "label": 1}', CLASSIFY, ["'in0'", "negative token id -1"]),
+    ('{"in0": [1], "in1": [2], "label": 1}', CLASSIFY,
+     ['Inconsistent vocab for in1 found. Vocab id "2" is not less than vocab_size=2']),
+    ('{"in0": [10], "in1": [0], "label": 1}', CLASSIFY,
+     ['Inconsistent vocab for in0 found. Vocab id "10" is not less than vocab_size=10']),
+    ('{"in0": [99999999999], "in1": [0], "label": 1}', CLASSIFY,
+     ['Inconsistent vocab for in0 found. Vocab id "99999999999"']),
+    ('{"in0": [1], "in1": [0], "label": 1.5}', CLASSIFY,
+     ["label 1.5", "integer class id in [0, 2]"]),
+    ('{"in0": [1], "in1": [0], "label": 3}', CLASSIFY, ["label 3", "[0, 2]", "num_classes=3"]),
+    ('{"in0": [1], "in1": [0], "label": -1}', CLASSIFY, ["label -1", "[0, 2]"]),
+    ('{"in0": [1], "in1": [0], "label": "1"}', CLASSIFY, ['label "1"', "integer class id"]),
+    ('{"in0": [1], "in1": [0], "label": true}', CLASSIFY, ["label true", "integer class id"]),
+    ('{"in0": [1], "in1": [0], "label": null}', CLASSIFY, ["label null", "integer class id"]),
+    ('{"in0": [1], "in1": [0], "label": "3.5"}', REGRESS, ['label "3.5"', "must be a number",
+                                                          "mean_squared_error"]),
+    ('{"in0": [1], "in1": [0], "label": null}', REGRESS, ["label null", "must be a number"]),
+    ('{"in0": [1], "in1": [0], "label": false}', REGRESS, ["label false", "must be a number"]),
+    ('{"in0": [1], "in1": [0], "label": [4.0]}', REGRESS, ["label [4.0]", "must be a number"]),
+    ('{"in0": [1], "in1": [0], "label": NaN}', REGRESS, ["label NaN", "must be a number"]),
+]
+
+
+@pytest.mark.parametrize("line,rules,words", BAD_LINES, ids=[b[0][:40] for b in BAD_LINES])
+def test_bad_line_is_a_user_error_naming_file_line_and_problem(tmp_path, line, rules, words):
+    """A bad record fails the load with a UserError that names the file, the line number (counting
+    blank lines) and what is wrong, in AWS's words where AWS has them."""
+    path = write_lines(tmp_path / "train" / "part-1.jsonl", [GOOD, "", GOOD, line, GOOD])
+    msg = load_error(tmp_path / "train", rules)
+    assert f"{path}, line 4" in msg
+    for word in words:
+        assert word in msg, (word, msg)
+
+
+def test_first_bad_line_of_a_chunk_is_the_one_reported(tmp_path):
+    """With several bad lines, the earliest one is named."""
+    write_lines(tmp_path / "c" / "d.jsonl", [GOOD, '{"in0": [1], "in1": [5], "label": 0}',
+                                             '{"in0": [-3], "in1": [0], "label": 0}'])
+    msg = load_error(tmp_path / "c")
+    assert "line 2" in msg and 'Vocab id "5"' in msg and "line 3" not in msg
+
+
+@pytest.mark.parametrize("bad_at", [CHUNK_LINES, CHUNK_LINES + 1, 2 * CHUNK_LINES + 1234])
+def test_bad_line_deep_in_a_large_file_is_reported_with_its_line_number(tmp_path, bad_at):
+    """Lines are parsed in chunks of CHUNK_LINES; a bad line past the first chunk (or on a chunk
+    boundary) still gets its exact line number."""
+    lines = [GOOD] * (2 * CHUNK_LINES + 2000)
+    lines[bad_at - 1] = '{"in0": [1], "in1": [2], "label": 0}'
+    path = write_lines(tmp_path / "big" / "data.jsonl", lines)
+    msg = load_error(tmp_path / "big")
+    assert f"{path}, line {bad_at}" in msg and 'Vocab id "2"' in msg
+
+
+def test_bad_line_in_a_later_file_names_that_file(tmp_path):
+    """Errors name the file they are in, not the first file of the channel."""
+    write_lines(tmp_path / "ch" / "a.jsonl", [GOOD] * 3)
+    bad = write_lines(tmp_path / "ch" / "b.jsonl", [GOOD, '{"in0": [1], "in1": [0]}'])
+    msg = load_error(tmp_path / "ch")
+    assert f"{bad}, line 2" in msg and "a.jsonl" not in msg
+
+
+def test_valid_records_in_any_key_order_with_extra_keys(tmp_path):
+    """Key order is free and extra keys are ignored; sequences and labels come back exactly."""
+    write_lines(tmp_path / "t" / "x.jsonl", [
+        '{"label": 2, "in1": [1, 0], "in0": [0, 9, 3], "id": "a"}',
+        '{"in0": [4], "in1": [1], "label": 0, "note": {"k": [1.5]}}',
+        '{"in0": [0], "label": 1, "in1": [0, 0, 1]}'])
+    data = load_channel(tmp_path / "t", CLASSIFY)
+    assert len(data) == 3
+    assert sequences(data.in0) == [[0, 9, 3], [4], [0]]
+    assert sequences(data.in1) == [[1, 0], [1], [0, 0, 1]]
+    assert data.labels.tolist() == [2, 0, 1]
+
+
+def test_regression_accepts_int_and_float_labels(tmp_path):
+    """mean_squared_error labels may be written as 4 or 3.5 (MovieLens writes floats)."""
+    write_lines(tmp_path / "t" / "x.jsonl", ['{"in0": [1], "in1": [0], "label": 4}',
+                                             '{"in0": [1], "in1": [0], "label": 3.5}',
+                                             '{"in0": [1], "in1": [0], "label": -0.25}'])
+    data = load_channel(tmp_path / "t", REGRESS)
+    assert data.labels.tolist() == [4.0, 3.5, -0.25]
+
+
+def test_sequences_are_truncated_to_max_seq_len(tmp_path):
+    """Tokens past encN_max_seq_len are dropped, per side, and never range-checked."""
+    rules = RecordRules(vocab_sizes=(10, 10), max_seq_lens=(3, 2), regression=False, num_classes=2)
+    write_lines(tmp_path / "t" / "x.jsonl", [
+        '{"in0": [1, 2, 3, 4, 5], "in1": [6, 7, 8], "label": 0}',
+        '{"in0": [9], "in1": [1, 2, 999, -4, "x"], "label": 1}'])
+    data = load_channel(tmp_path / "t", rules)
+    assert sequences(data.in0) == [[1, 2, 3], [9]]
+    assert sequences(data.in1) == [[6, 7], [1, 2]]
+    assert data.in0.lengths.tolist() == [3, 1] and data.in1.lengths.tolist() == [2, 2]
+
+
+def test_several_files_subdirectories_and_gzip_in_sorted_order(tmp_path):
+    """Every file below the channel, recursively and in sorted path order, plain or gzip (detected
+    by content, whatever the name); hidden files are skipped."""
+    ch = tmp_path / "train"
+    write_lines(ch / "a.jsonl", ['{"in0": [1], "in1": [0], "label": 0}'])
+    with gzip.open(ch / "b.jsonl.gz", "wt") as fh:
+        fh.write('{"in0": [2], "in1": [0], "label": 1}\n{"in0": [3], "in1": [1], "label": 2}\n')
+    with gzip.open(ch / "c_no_suffix", "wt") as fh:
+        fh.write('{"in0": [4], "in1": [1], "label": 0}\n')
+    write_lines(ch / "sub" / "deeper" / "d.jsonl", ['{"in0": [5], "in1": [0], "label": 1}'])
+    write_lines(ch / ".hidden.jsonl", ["this is not json"])
+    write_lines(ch / ".cache" / "e.jsonl", ["neither is this"])
+    data = load_channel(ch, CLASSIFY)
+    assert sequences(data.in0) == [[1], [2], [3], [4], [5]]
+    assert data.labels.tolist() == [0, 1, 2, 0, 1]
+
+
+def test_error_in_a_gzip_file_names_it_and_the_line(tmp_path):
+    """Line numbers are counted in the decompressed text."""
+    ch = tmp_path / "train"
+    path = ch / "part.jsonl.gz"
+    ch.mkdir()
+    with gzip.open(path, "wt") as fh:
+        fh.write(GOOD + "\n" + GOOD + "\n" + '{"in0": [1], "in1": [0], "label": 9}\n')
+    msg = load_error(ch)
+    assert f"{path}, line 3" in msg and "label 9" in msg
+
+
+def test_corrupt_gzip_is_a_user_error(tmp_path):
+    """A truncated gzip file is reported as unreadable, naming the file."""
+    ch = tmp_path / "train"
+    ch.mkdir()
+    blob = gzip.compress((GOOD + "\n").encode() * 1000)
+    (ch / "x.gz").write_bytes(blob[: len(blob) // 2])
+    assert "x.gz" in load_error(ch)
+
+
+def test_empty_channel_is_a_user_error(tmp_path):
+    """A channel directory without files, or with only blank lines, names the channel."""
+    (tmp_path / "validation").mkdir()
+    msg = load_error(tmp_path / "validation")
+    assert "'validation'" in msg and "no files" in msg
+    write_lines(tmp_path / "validation" / "blank.jsonl", ["", "   ", ""])
+    msg = load_error(tmp_path / "validation")
+    assert "'validation'" in msg and "no records" in msg
+
+
+def test_arrays_are_compact(tmp_path):
+    """Ids are int32 in one flat array per side, offsets int64, labels int64 (classes) or float32
+    (regression): no per-record Python objects."""
+    rng = np.random.default_rng(0)
+    records = [{"in0": rng.integers(0, 10, rng.integers(1, 6)).tolist(),
+                "in1": rng.integers(0, 2, rng.integers(1, 6)).tolist(),
+                "label": int(rng.integers(0, 3))} for _ in range(500)]
+    write_lines(tmp_path / "t" / "x.jsonl", [json.dumps(r) for r in records])
+    for rules, label_dtype in ((CLASSIFY, np.int64), (REGRESS, np.float32)):
+        data = load_channel(tmp_path / "t", rules)
+        for side, key in ((data.in0, "in0"), (data.in1, "in1")):
+            assert side.ids.dtype == np.int32 and side.offsets.dtype == np.int64
+            assert side.ids.ndim == 1 and side.offsets.shape == (501,)
+            assert side.ids.nbytes == 4 * sum(len(r[key]) for r in records)
+            assert sequences(side) == [r[key] for r in records]
+        assert data.labels.dtype == label_dtype
+        assert data.labels.tolist() == [r["label"] for r in records]
