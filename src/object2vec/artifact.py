@@ -61,7 +61,8 @@ def load_artifact(model_dir: Path, device: torch.device | str = "cpu") -> Loaded
     """Rebuild the model saved by :func:`save_artifact`.
 
     Raises:
-        UserError: the directory holds no artifact, or one of another format or a newer version.
+        UserError: the directory holds no artifact, one of another format or a newer version, or
+            one whose weights do not fit its hyperparameters.
     """
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
@@ -75,8 +76,14 @@ def load_artifact(model_dir: Path, device: torch.device | str = "cpu") -> Loaded
     if blob.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{path} has format version {blob['format_version']}; this container reads "
                         f"versions up to {FORMAT_VERSION}")
+    missing = [key for key in ("hyperparameters", "state_dict") if not isinstance(blob.get(key), dict)]
+    if missing:
+        raise UserError(f"{path} is incomplete: it has no {' and no '.join(missing)}")
     hp = parse_hyperparameters(blob["hyperparameters"])
     model = Object2Vec(ModelConfig.from_hyperparameters(hp)).to(device)
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:  # missing, unexpected or mis-shaped weights (torch lists them all)
+        raise UserError(f"{path} does not match its own hyperparameters: {exc}") from exc
     model.eval()
     return LoadedModel(model, hp, blob.get("metadata", {}))
