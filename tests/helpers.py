@@ -1,13 +1,17 @@
 """Shared test helpers (importable as `helpers`: pyproject sets pythonpath=tests): a temporary SageMaker
-tree, the environment for real subprocesses, free ports."""
+tree, the environment for real subprocesses, free ports, a strict decoder for the PNGs we write."""
 
 from __future__ import annotations
 
 import json
 import os
 import socket
+import struct
 import sys
+import zlib
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -53,3 +57,26 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+def decode_png(data: bytes) -> np.ndarray:
+    """(H, W, 3) pixels of an 8-bit RGB PNG as ``object2vec.reporting.plot`` writes it, checking every
+    chunk's CRC and the header."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, []
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos:pos + 4])
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])
+        assert crc == zlib.crc32(kind + body), kind
+        chunks.append((kind, body))
+        pos += 12 + length
+    assert pos == len(data)
+    kinds = [k for k, _ in chunks]
+    assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND" and b"IDAT" in kinds
+    w, h, depth, color_type, compression, filt, interlace = struct.unpack(">IIBBBBB", chunks[0][1])
+    assert (depth, color_type, compression, filt, interlace) == (8, 2, 0, 0, 0)
+    raw = zlib.decompress(b"".join(body for kind, body in chunks if kind == b"IDAT"))
+    assert len(raw) == h * (1 + 3 * w)
+    rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + 3 * w)
+    assert not rows[:, 0].any()  # filter type 0 (None) on every row: no unfiltering needed
+    return rows[:, 1:].reshape(h, w, 3)

@@ -5,6 +5,9 @@ Success: exit 0, the model files, and the metric lines that SageMaker's metric d
 without it). User errors: non-zero exit, a one-line reason in ``output/failure`` naming the key /
 file / line, no traceback, and nothing in ``model/``.
 
+Every run that trains leaves its report in ``output/data``: metrics.json with one entry per epoch
+and training_curves.png, also one that fails once training has begun (``diverge``: inf loss).
+
 Every scenario's process is started at once by one module fixture, so the suite pays for a few
 Python and torch start-ups in parallel rather than one after another.
 """
@@ -21,9 +24,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, make_tree, subprocess_env, write_jsonl
+from helpers import REPO, decode_png, make_tree, subprocess_env, write_jsonl
 from object2vec.artifact import load_artifact
 from object2vec.model.tokens import Tokens
+from object2vec.reporting.plot import SPLIT_COLORS
 
 pytestmark = pytest.mark.slow
 
@@ -91,6 +95,11 @@ def scenario_trees(root: Path) -> dict[str, Path]:
         root / "bad_hyperparameters",
         {"enc0_max_seq_len": 6, "enc_dim": 3, "enc_dimm": 8, "optimizer": "lbfgs"},
         {"train": pairs(32, 6, 20, 20)})
+    huge = [{**r, "label": 1e30} for r in pairs(64, 12, 20, 20, True)]  # squared error: inf
+    trees["diverge"] = make_tree(root / "diverge",
+                                 {**BASE_HP, "enc0_network": "pooled_embedding",
+                                  "output_layer": "mean_squared_error"},
+                                 {"train": huge, "validation": huge})
     bad_validation = pairs(10, 7, 20, 20)
     bad_validation[2]["in1"] = [3, 20]  # line 3: id 20 with enc0_vocab_size=20 (enc1 cloned)
     trees["bad_data"] = make_tree(root / "bad_data",
@@ -122,6 +131,10 @@ class Run:
     @property
     def model_dir(self) -> Path:
         return self.base / "model"
+
+    @property
+    def output_data(self) -> Path:
+        return self.base / "output" / "data"
 
     def values(self, metric: str) -> list[str]:
         return re.findall(METRIC_REGEX[metric], self.output)
@@ -160,16 +173,22 @@ def runs(tmp_path_factory) -> dict[str, Run]:
 @pytest.mark.parametrize("name,metrics,host", [("classify", CLASSIFICATION_METRICS, "algo-7"),
                                                ("regress", REGRESSION_METRICS, "algo-1")])
 def test_training_succeeds_and_writes_the_model(runs, name, metrics, host):
-    """Exit 0, the artifact and output/data/metrics.json are written, no failure file, and the
-    saved model loads and scores pairs."""
+    """Exit 0, the artifact and the report in output/data are written (metrics.json with one entry
+    per epoch, a valid training_curves.png with the train and validation colours), no failure file,
+    and the saved model loads and scores pairs."""
     run = runs[name]
     assert run.returncode == 0, run.output[-3000:]
     assert "Reporting training SUCCESS" in run.output
     assert (run.model_dir / "object2vec.pt").is_file()
     assert (run.model_dir / "object2vec.json").is_file()
     assert not run.failure.exists()
-    summary = json.loads((run.base / "output" / "data" / "metrics.json").read_text())
-    assert len(summary["epochs"]) == EPOCHS and 0 <= summary["best_epoch"] < EPOCHS
+    summary = json.loads((run.output_data / "metrics.json").read_text())
+    assert [e["epoch"] for e in summary["epochs"]] == list(range(EPOCHS))
+    assert 0 <= summary["best_epoch"] < EPOCHS and summary["finished"] and summary["test"]
+    assert {p.name for p in run.output_data.iterdir()} == {"metrics.json", "training_curves.png"}
+    img = decode_png((run.output_data / "training_curves.png").read_bytes())
+    for color in (SPLIT_COLORS["train"], SPLIT_COLORS["validation"]):
+        assert (img == color).all(axis=2).sum() > 100, color
     loaded = load_artifact(run.model_dir)
     with torch.no_grad():
         scores = loaded.model.scores(Tokens.from_lists([[1, 2], [19]]),
@@ -220,6 +239,18 @@ def test_saved_model_is_the_best_epoch(runs):
                             Tokens.from_lists([r["in1"] for r in records]))[:, 0]
     labels = torch.tensor([r["label"] for r in records])
     assert float(((pred - labels) ** 2).mean()) == pytest.approx(min(logged), rel=1e-4)
+
+
+def test_a_diverged_job_fails_but_leaves_its_report(runs):
+    """Training that diverges fails with a ClientError, and output/data still holds the epochs it
+    ran: metrics.json (non-finite values as null, not finished) and the curves."""
+    run = runs["diverge"]
+    assert run.returncode == 2, run.output[-3000:]
+    assert "training diverged" in run.failure.read_text()
+    summary = json.loads((run.output_data / "metrics.json").read_text())
+    assert len(summary["epochs"]) == 1 and not summary["finished"]
+    assert summary["epochs"][0]["validation:mean_squared_error"] is None
+    assert decode_png((run.output_data / "training_curves.png").read_bytes()).shape[1] > 0
 
 
 # -- user errors -----------------------------------------------------------------------------------

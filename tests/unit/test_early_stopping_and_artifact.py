@@ -152,6 +152,21 @@ def test_trainer_runs_every_epoch_while_improving():
     assert same_weights(trainer.model.state_dict(), trainer.snapshots[2])
 
 
+def test_trainer_reports_every_epoch_also_the_one_that_diverges():
+    """on_epoch_end sees the history and best epoch so far after every epoch, and still the
+    diverged epoch before training fails (so the job's report shows it)."""
+    seen = []
+    data = tiny_data()
+    trainer = ScriptedTrainer(tiny_hp(), {"train": data, "validation": data},
+                              MetricLogger("algo-1", logging.getLogger("test.metrics")),
+                              script=[1.0, 0.6, 0.65, float("nan")],
+                              on_epoch_end=lambda r: seen.append((len(r.history), r.best_epoch)))
+    with pytest.raises(UserError, match="diverged"):
+        trainer.train()
+    assert seen == [(1, 0), (2, 1), (3, 1), (4, 1)]
+    assert np.isnan(trainer.result.history[-1]["validation:cross_entropy"])
+
+
 # -- artifact --------------------------------------------------------------------------------------
 
 

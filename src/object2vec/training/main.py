@@ -28,6 +28,7 @@ from object2vec.errors import UserError
 from object2vec.platform.paths import SageMakerPaths
 from object2vec.platform.sagemaker_config import (read_hyperparameters, read_input_data_config,
                                                   read_resource_config)
+from object2vec.reporting.report import write_report
 from object2vec.training.distributed import DistEnv, WorldPlan, launch, plan_world
 from object2vec.training.metrics import MetricLogger
 from object2vec.training.trainer import Trainer, TrainingInterrupted, TrainResult
@@ -90,6 +91,12 @@ def _agreed(dist: DistEnv, step: Callable[[], T]) -> T:
     return value  # type: ignore[return-value]
 
 
+def summary(result: TrainResult, finished: bool) -> dict:
+    """What ``output/data/metrics.json`` holds (and ``training_curves.png`` shows)."""
+    return {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+            "finished": finished, "epochs": result.history, "test": result.test}
+
+
 def run(paths: SageMakerPaths, dist: DistEnv = DistEnv(),
         stop_requested: Callable[[], bool] = lambda: False) -> TrainResult:
     """Train from the SageMaker tree at ``paths``; global rank 0 writes the artifact to ``model/``."""
@@ -107,10 +114,15 @@ def run(paths: SageMakerPaths, dist: DistEnv = DistEnv(),
                         if cfg.get("S3DistributionType") == "ShardedByS3Key")
     resource = read_resource_config(paths)
     metrics = MetricLogger(resource.current_host, log, enabled=dist.is_main)
+
+    def report(result: TrainResult) -> None:  # after every epoch: a stopped job keeps its report
+        if dist.is_main:
+            write_report(paths.output_data_dir, summary(result, finished=False))
+
     trainer = _agreed(dist, lambda: Trainer(
         hp, channels, metrics, device=dist.device, auxiliary_dir=paths.channel_dir("auxiliary"),
         dist=dist, sharded=sharded, checkpoint_dir=paths.checkpoint_dir,
-        stop_requested=stop_requested))
+        stop_requested=stop_requested, on_epoch_end=report))
     trainer.resume()
     log.info("training on %s: %d parameters", dist.device,
              sum(p.numel() for p in trainer.model.parameters()))
@@ -118,10 +130,7 @@ def run(paths: SageMakerPaths, dist: DistEnv = DistEnv(),
     if dist.is_main:
         save_artifact(paths.model_dir, trainer.model, hp,
                       metadata={"best_epoch": result.best_epoch, "test": result.test})
-        paths.output_data_dir.mkdir(parents=True, exist_ok=True)
-        (paths.output_data_dir / "metrics.json").write_text(json.dumps(
-            {"best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-             "epochs": result.history, "test": result.test}, indent=2) + "\n")
+        write_report(paths.output_data_dir, summary(result, finished=True))
         log.info("model written to %s", paths.model_dir)
     return result
 

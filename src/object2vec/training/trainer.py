@@ -3,6 +3,9 @@
     trainer = Trainer(hp, channels, metrics)   # channels: {"train": PairData, "validation": ..., ...}
     result = trainer.train()                   # best epoch's weights loaded into trainer.model
 
+``on_epoch_end(result)`` is called after every epoch with the result so far (history, best epoch): the
+caller decides what to write where; the trainer itself writes nothing but checkpoints.
+
 One code path for 1..N processes. With ``dist.world_size = W`` every global batch of ``mini_batch_size``
 samples is split into ``W`` shares (every ``W``-th sample), dense gradients are averaged by
 DistributedDataParallel and row_sparse gradients by exchanging the touched rows, so W processes train the
@@ -77,7 +80,8 @@ class Trainer:
                  device: torch.device | str = "cpu", seed: int = SEED,
                  auxiliary_dir: Path | None = None, dist: DistEnv | None = None,
                  sharded: frozenset[str] = frozenset(), checkpoint_dir: Path | None = None,
-                 stop_requested: Callable[[], bool] = lambda: False) -> None:
+                 stop_requested: Callable[[], bool] = lambda: False,
+                 on_epoch_end: Callable[[TrainResult], None] = lambda result: None) -> None:
         if "train" not in channels:
             raise UserError("the 'train' channel is required")
         self.hp, self.channels, self.metrics = hp, channels, metrics
@@ -86,6 +90,7 @@ class Trainer:
         self.sharded = sharded
         self.checkpoint_dir = checkpoint_dir
         self.stop_requested = stop_requested
+        self.on_epoch_end = on_epoch_end
         if hp.mini_batch_size < self.dist.world_size:
             raise UserError(f"mini_batch_size={hp.mini_batch_size} is the global batch and must be at "
                             f"least the number of processes ({self.dist.world_size})")
@@ -277,11 +282,14 @@ class Trainer:
             self.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
             self.metrics.throughput(rate)
             result.history.append({"epoch": epoch, **record, "throughput": rate})
-            if not math.isfinite(monitored):
+            diverged = not math.isfinite(monitored)
+            if not diverged and self.stopper.update(epoch, monitored):
+                self.best_state = copy.deepcopy(self.model.state_dict())
+            result.best_epoch = self.stopper.best_epoch
+            self.on_epoch_end(result)  # also for a diverged epoch: its report shows how it went
+            if diverged:
                 raise UserError(f"training diverged: {self.monitor} {loss_name} is {monitored} at "
                                 f"epoch {epoch}; lower learning_rate (now {hp.learning_rate})")
-            if self.stopper.update(epoch, monitored):
-                self.best_state = copy.deepcopy(self.model.state_dict())
             log.info("epoch %d/%d: %s (best epoch %d)", epoch + 1, hp.epochs,
                      ", ".join(f"{k}={v:.4f}" for k, v in record.items()), self.stopper.best_epoch)
             self._save_checkpoint(epoch + 1, 0)

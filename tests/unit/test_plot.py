@@ -1,0 +1,206 @@
+"""The training report: PNG charts drawn with numpy + zlib (checked by decoding them chunk by chunk
+with helpers.decode_png), and metrics.json + training_curves.png written by :func:`write_report`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+import numpy as np
+import pytest
+
+from helpers import decode_png
+from object2vec.reporting import plot, report
+from object2vec.reporting.plot import (BOTTOM, LEFT, PANEL_HEIGHT, RIGHT, SPLIT_COLORS, TITLE_HEIGHT,
+                                       TOP, WIDTH, Panel, Series, encode_png, render_curves)
+
+BLUE, ORANGE = SPLIT_COLORS["train"], SPLIT_COLORS["validation"]
+RED = (214, 39, 40)
+
+
+def has(img: np.ndarray, color) -> np.ndarray:
+    """Boolean mask of the pixels that are exactly ``color``."""
+    return (img == np.array(color, np.uint8)).all(axis=2)
+
+
+def plot_area(img: np.ndarray, panel: int) -> np.ndarray:
+    """The inside of panel ``panel``'s frame."""
+    top = TITLE_HEIGHT + panel * PANEL_HEIGHT
+    return img[top + TOP + 1:top + PANEL_HEIGHT - BOTTOM, LEFT + 1:img.shape[1] - RIGHT]
+
+
+def render(x, panels, **kwargs) -> np.ndarray:
+    return decode_png(render_curves(x, panels, **kwargs))
+
+
+def two_panels(n: int) -> list[Panel]:
+    loss = np.linspace(1.0, 0.2, n)
+    return [Panel("loss", [Series("train", loss), Series("validation", loss + 0.1)]),
+            Panel("accuracy", [Series("validation", 1 - loss / 2, color=RED)])]
+
+
+# -- PNG encoding ---------------------------------------------------------------------------------
+
+
+def test_encode_png_round_trips_pixels():
+    pixels = np.random.default_rng(0).integers(0, 256, (7, 13, 3), dtype=np.uint8)
+    assert np.array_equal(decode_png(encode_png(pixels)), pixels)
+
+
+def test_a_corrupted_png_fails_the_crc_check():
+    data = bytearray(encode_png(np.zeros((4, 4, 3), np.uint8)))
+    data[20] ^= 0xFF  # inside IHDR's data
+    with pytest.raises(AssertionError):
+        decode_png(bytes(data))
+
+
+# -- the chart --------------------------------------------------------------------------------------
+
+
+def test_chart_size_panels_and_series_colours():
+    """One panel per entry, each with its own series' colours inside its frame (and no others)."""
+    img = render(range(10), two_panels(10), title="a title", best_x=4)
+    assert img.shape == (TITLE_HEIGHT + 2 * PANEL_HEIGHT, WIDTH, 3)
+    loss, acc = plot_area(img, 0), plot_area(img, 1)
+    assert has(loss, BLUE).sum() > 100 and has(loss, ORANGE).sum() > 100
+    assert not has(loss, RED).any()
+    assert has(acc, RED).sum() > 100 and not has(acc, BLUE).any() and not has(acc, ORANGE).any()
+    assert (img[:TITLE_HEIGHT] != 255).any()  # the title was drawn
+    for i in range(2):  # every panel has a title and legend above its frame and tick labels
+        top = TITLE_HEIGHT + i * PANEL_HEIGHT
+        assert (img[top:top + TOP] == 0).any()  # black text in the header row
+        assert (img[top + TOP:top + PANEL_HEIGHT - BOTTOM, :LEFT - 4] == 0).any()  # y tick labels
+        assert (img[top + PANEL_HEIGHT - BOTTOM + 6:top + PANEL_HEIGHT] == 0).any()  # x tick labels
+
+
+def test_y_axis_points_up_and_x_axis_right():
+    """A rising series has its pixels higher up (smaller row) on the right than on the left."""
+    img = render(range(20), [Panel("up", [Series("train", np.arange(20.0))])])
+    rows, cols = np.nonzero(has(plot_area(img, 0), BLUE))
+    mid = plot_area(img, 0).shape[1] / 2
+    assert rows[cols < mid].mean() > rows[cols > mid].mean() + 50
+
+
+def test_best_epoch_is_marked_where_it_is():
+    """The dashed grey line follows best_x from the left half to the right half of the panel."""
+    def grey_column(best):
+        area = plot_area(render(range(10), two_panels(10), best_x=best), 0)
+        per_column = has(area, plot.GREY).sum(axis=0)
+        assert per_column.max() > 0.4 * area.shape[0]  # a dashed line, not just the "best" label
+        return int(np.argmax(per_column))
+    width = WIDTH - LEFT - RIGHT
+    assert grey_column(1) < width / 3 < 2 * width / 3 < grey_column(8)
+    area = plot_area(render(range(10), two_panels(10)), 0)
+    assert has(area, plot.GREY).sum() == 0  # no best_x, no marker
+
+
+def test_one_epoch_draws_visible_points():
+    img = render([0], two_panels(1), best_x=0)
+    assert has(plot_area(img, 0), BLUE).sum() >= 9 and has(plot_area(img, 0), ORANGE).sum() >= 9
+
+
+def test_non_finite_values_leave_gaps_not_errors():
+    values = [1.0, math.nan, math.inf, 0.5, -math.inf, 0.25, 1e308, 0.2]
+    img = render(range(8), [Panel("loss", [Series("train", values)]),
+                            Panel("all nan", [Series("validation", [math.nan] * 8)])])
+    assert has(plot_area(img, 0), BLUE).sum() > 20
+    assert has(plot_area(img, 1), plot.GREY).sum() > 50  # "no finite values"
+
+
+def test_a_constant_series_is_a_horizontal_line_across_the_panel():
+    area = plot_area(render(range(5), [Panel("flat", [Series("train", [0.5] * 5)])]), 0)
+    per_row = has(area, BLUE).sum(axis=1)
+    assert per_row.max() > 0.9 * area.shape[1]
+    assert abs(int(np.argmax(per_row)) - area.shape[0] / 2) < 10  # centred vertically
+
+
+def test_many_epochs():
+    n = 1000
+    values = 1 / (1 + np.arange(n)) + 0.01 * np.sin(np.arange(n))
+    area = plot_area(render(range(n), [Panel("loss", [Series("train", values)])], best_x=n - 1), 0)
+    assert (has(area, BLUE).any(axis=0)).mean() > 0.9  # the line spans the width (less the margins)
+
+
+def test_no_panels_and_bad_x():
+    img = decode_png(render_curves([0], [], title="nothing yet"))
+    assert img.shape[0] == TITLE_HEIGHT + PANEL_HEIGHT
+    with pytest.raises(ValueError):
+        render_curves([], [])
+    with pytest.raises(ValueError):
+        render_curves([0, math.nan], [])
+
+
+def test_font_covers_the_text_the_report_draws():
+    for ch in "0123456789abcdefghijklmnopqrstuvwxyz.,-+:_()/=% ?":
+        assert plot.FONT[ch.upper()].shape == (7, 5)
+    assert len({plot.FONT[d].tobytes() for d in "0123456789"}) == 10
+    img = np.full((9, 8, 3), 255, np.uint8)
+    plot.draw_text(img, 1, 1, "~", plot.BLACK)  # unknown: drawn as "?"
+    assert np.array_equal(has(img, plot.BLACK)[1:8, 1:6], plot.FONT["?"])
+
+
+@pytest.mark.parametrize("lo,hi", [(0.12, 0.93), (14050.0, 14480.0), (9e-7, 1.1e-6), (-1.0, 1.0),
+                                   (1e8, 3e8), (0.999, 1.001)])
+def test_ticks_are_inside_the_range_and_their_labels_differ(lo, hi):
+    ticks = plot.nice_ticks(lo, hi)
+    assert 3 <= len(ticks) <= 11 and lo - 1e-12 <= ticks[0] and ticks[-1] <= hi + 1e-12
+    labels = [plot.tick_label(t, ticks) for t in ticks]
+    assert len(set(labels)) == len(labels) and all(len(s) <= 9 for s in labels)
+    assert all(float(s) == pytest.approx(t, rel=1e-6, abs=1e-12) for s, t in zip(labels, ticks))
+
+
+# -- metrics.json + training_curves.png -------------------------------------------------------------
+
+
+def history(n: int, nan_at: int | None = None) -> list[dict]:
+    rows = [{"epoch": e, "train:accuracy": 0.5 + e / 40, "train:cross_entropy": 1 / (e + 1),
+             "validation:accuracy": 0.5 + e / 50, "validation:cross_entropy": 1.1 / (e + 1),
+             "throughput": 1000.0 + e} for e in range(n)]
+    if nan_at is not None:
+        rows[nan_at]["validation:cross_entropy"] = math.nan
+    return rows
+
+
+def test_history_becomes_one_panel_per_metric_losses_first():
+    x, panels = report.history_panels(history(3))
+    assert x == [0.0, 1.0, 2.0]
+    assert [p.title for p in panels] == ["cross_entropy (loss)", "accuracy", "throughput (records/s)"]
+    assert [s.label for s in panels[0].series] == ["train", "validation"]
+    assert list(panels[0].series[1].values) == pytest.approx([1.1, 0.55, 1.1 / 3])
+
+
+def test_write_report_writes_both_files_and_replaces_them(tmp_path):
+    out = tmp_path / "output" / "data"
+    for n in (1, 4):
+        summary = {"best_epoch": n - 1, "stopped_early": False, "finished": n == 4,
+                   "epochs": history(n, nan_at=0), "test": {"accuracy": 0.75} if n == 4 else {}}
+        assert report.write_report(out, summary)
+        metrics = json.loads((out / report.METRICS_FILE).read_text())
+        assert len(metrics["epochs"]) == n and metrics["finished"] == (n == 4)
+        assert metrics["epochs"][0]["validation:cross_entropy"] is None  # NaN: null, valid JSON
+        img = decode_png((out / report.CURVES_FILE).read_bytes())
+        assert img.shape == (TITLE_HEIGHT + 3 * PANEL_HEIGHT, WIDTH, 3)
+    assert {p.name for p in out.iterdir()} == {report.CURVES_FILE, report.METRICS_FILE}  # no temp file
+
+
+def test_a_plotting_failure_is_a_warning_and_metrics_json_is_still_written(tmp_path, monkeypatch,
+                                                                           caplog):
+    def broken(*args, **kwargs):
+        raise RuntimeError("no pixels today")
+
+    monkeypatch.setattr(report, "render_curves", broken)
+    with caplog.at_level(logging.WARNING, logger=report.log.name):
+        ok = report.write_report(tmp_path, {"best_epoch": 0, "epochs": history(1), "test": {}})
+    assert not ok and "no pixels today" in caplog.text
+    assert (tmp_path / report.METRICS_FILE).is_file()
+    assert not (tmp_path / report.CURVES_FILE).exists()
+    assert [p.name for p in tmp_path.iterdir()] == [report.METRICS_FILE]  # no temporary file left
+
+
+def test_an_unwritable_output_dir_is_a_warning(tmp_path, caplog):
+    blocker = tmp_path / "data"
+    blocker.write_text("a file where the folder should be")
+    with caplog.at_level(logging.WARNING, logger=report.log.name):
+        assert not report.write_report(blocker, {"best_epoch": 0, "epochs": history(1), "test": {}})
+    assert caplog.text.count("could not write") == 2
