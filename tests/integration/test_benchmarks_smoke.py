@@ -23,8 +23,8 @@ def test_serve_load_quick(tmp_path):
 
 
 def test_train_throughput_quick(tmp_path):
-    """benchmarks/train_throughput.py --quick: a samples/s row per encoder and the load section's
-    row with a peak RSS under the limit."""
+    """benchmarks/train_throughput.py --quick: a samples/s row per encoder, the load section's row
+    with a peak RSS under the limit, and the sparse section's dense and row_sparse rows."""
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "train_throughput.py"),
                              "--quick"], cwd=tmp_path, env=subprocess_env(), capture_output=True,
                             text=True, timeout=120)
@@ -36,6 +36,24 @@ def test_train_throughput_quick(tmp_path):
         assert float(rows[network][1].replace(",", "")) > 0, result.stdout
     load = next(cells for cells in rows.values() if cells[-1].startswith("OK"))
     assert float(load[3].replace(",", "")) > 0, result.stdout
+    for storage in ("dense", "row_sparse"):  # | storage | vocab | step ms | samples/s | unique | RSS |
+        vocab, step_ms, rate, unique, rss = (float(c.replace(",", "")) for c in rows[storage][:5])
+        assert step_ms > 0 and rate > 0 and 0 < unique <= vocab and rss > 0, result.stdout
+    assert "row_sparse speed at vocab 20,000 / at vocab 1,000:" in result.stdout
+
+
+def test_scaling_quick(tmp_path):
+    """benchmarks/scaling.py --quick: 1 and 2 gloo processes through container/train, and the
+    bytes-per-step table."""
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "scaling.py"), "--quick"],
+                            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rates = {cells[0]: float(cells[2].replace(",", "")) for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in result.stdout.splitlines())
+        if len(cells) == 4 and cells[1] == "gloo"}
+    assert set(rates) == {"1", "2"} and all(r > 0 for r in rates.values()), result.stdout
+    assert "row_sparse" in result.stdout and " GB " in result.stdout, result.stdout
 
 
 def test_movielens_quick(tmp_path):
@@ -49,3 +67,39 @@ def test_movielens_quick(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     rmse_log, rmse_model, _, baseline = (float(c) for c in cells[3:7])
     assert 0 < rmse_log < 3 and abs(rmse_log - rmse_model) < 1e-3 and 0.8 < baseline < 1.1
+
+
+def test_doc_retrieval_quick(tmp_path):
+    """benchmarks/doc_retrieval.py --quick: trains two rows through container/train, embeds through
+    container/serve, and prints hits@k / mean rank rows for them and for TF-IDF."""
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "doc_retrieval.py"),
+                             "--quick"], cwd=tmp_path, env=subprocess_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {cells[0]: cells[2:] for cells in (
+        [c.strip() for c in line.strip("|").split("|")] for line in result.stdout.splitlines()
+        if line.startswith("| "))}
+    for name in ("compatible", "wide-in-batch-idf", "tf-idf"):
+        hits = [float(c.rstrip(" %")) for c in rows[name][:5]]  # hits@1, 5, 10, 20, 50
+        assert all(0 <= h <= 100 for h in hits) and hits == sorted(hits), result.stdout
+        assert 1 <= float(rows[name][5]) <= 30, result.stdout  # mean rank among 30 truths
+    assert rows["minilm"][0] == "-", result.stdout  # --quick leaves MiniLM out
+
+
+def test_results_md_write_section_replaces_only_its_own_section(tmp_path):
+    """benchmarks/results_md.py: a section is appended once, then replaced in place; the sections
+    around it stay byte for byte."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        from results_md import write_section
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    path = tmp_path / "RESULTS.md"
+    path.write_text("# Benchmark results\n\n## A (a.py)\n\nalpha\n\n## C (c.py)\n\ngamma\n")
+    write_section("## B (b.py)", "## B (b.py)\n\nfirst\n", path)
+    write_section("## A (a.py)", "## A (a.py)\n\nalpha 2\n", path)
+    write_section("## B (b.py)", "## B (b.py)\n\nsecond\n", path)
+    assert path.read_text() == ("# Benchmark results\n\n## A (a.py)\n\nalpha 2\n\n## C (c.py)\n\n"
+                                "gamma\n\n## B (b.py)\n\nsecond\n")
+    with pytest.raises(ValueError):
+        write_section("## B (b.py)", "no heading\n", path)

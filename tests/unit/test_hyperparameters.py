@@ -65,6 +65,10 @@ DOCUMENTED: dict[str, tuple] = {
     "tied_token_embedding_weight": ("bool", False, ("True", "False")),
     "token_embedding_storage_type": ("choice", "dense", ("dense", "row_sparse")),
     "weight_decay": ("float", 0.0, 0.0, 10000.0),
+    # extensions (README "Hyperparameters"): off by default
+    "in_batch_softmax_weight": ("float", 0.0, 0.0, 100.0),
+    "in_batch_softmax_temperature": ("float", 0.05, 0.001, 10.0),
+    "token_weighting": ("choice", "none", ("none", "idf")),
 }
 
 
@@ -79,7 +83,10 @@ def error_of(raw: dict) -> str:
 
 
 def context_for(key: str, value: str) -> dict:
-    """Other keys a value needs to be valid on its own (enc1 not cloned needs its own sizes)."""
+    """Other keys a value needs to be valid on its own (enc1 not cloned needs its own sizes;
+    token weights weight a pooled_embedding encoder's mean)."""
+    if key == "token_weighting":
+        return {"enc0_network": "pooled_embedding"}
     return dict(ENC1_OWN) if key == "enc1_network" and value.strip('" ').lower() != "enc0" else {}
 
 

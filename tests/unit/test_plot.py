@@ -122,6 +122,23 @@ def test_many_epochs():
     assert (has(area, BLUE).any(axis=0)).mean() > 0.9  # the line spans the width (less the margins)
 
 
+def test_explicit_x_ticks_replace_the_round_numbers():
+    """``x_ticks`` marks exactly the given positions (e.g. a log axis labelled 1, 5, 10)."""
+    x = [math.log10(k) for k in (1, 5, 10, 20, 50)]
+    panels = [Panel("hits", [Series("a", [10, 30, 40, 50, 70])])]
+    tick_row = TITLE_HEIGHT + PANEL_HEIGHT - BOTTOM + 2  # between the frame and the tick labels
+
+    def marks(img: np.ndarray) -> list[int]:
+        black = has(img[tick_row:tick_row + 1], (0, 0, 0))[0]
+        return [int(c) for c in np.flatnonzero(black)]
+
+    default = marks(render(x, panels))
+    chosen = marks(render(x, panels, x_ticks=[(v, str(k)) for v, k in zip(x, (1, 5, 10, 20, 50))]))
+    assert len(chosen) == 5 and chosen != default
+    gaps = np.diff(chosen)
+    assert gaps[0] > gaps[3] > gaps[1]  # log spacing: 1->5 wider than 20->50, wider than 5->10
+
+
 def test_no_panels_and_bad_x():
     img = decode_png(render_curves([0], [], title="nothing yet"))
     assert img.shape[0] == TITLE_HEIGHT + PANEL_HEIGHT

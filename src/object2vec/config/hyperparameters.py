@@ -107,6 +107,10 @@ SPECS: dict[str, Spec] = {
     "tied_token_embedding_weight": Spec("bool", False),
     "token_embedding_storage_type": Spec("choice", "dense", choices=("dense", "row_sparse")),
     "weight_decay": Spec("float", 0.0, 0.0, 10000.0),
+    # Extensions (not in the original; the defaults keep the original's behaviour).
+    "in_batch_softmax_weight": Spec("float", 0.0, 0.0, 100.0),  # 0: off
+    "in_batch_softmax_temperature": Spec("float", 0.05, 0.001, 10.0),
+    "token_weighting": Spec("choice", "none", choices=("none", "idf")),  # pooled_embedding only
 }
 
 
@@ -166,6 +170,9 @@ class Hyperparameters:
     tied_token_embedding_weight: bool
     token_embedding_storage_type: str
     weight_decay: float
+    in_batch_softmax_weight: float = 0.0
+    in_batch_softmax_temperature: float = 0.05
+    token_weighting: str = "none"
     enc0: EncoderConfig = field(init=False, compare=False, repr=False)
     enc1: EncoderConfig = field(init=False, compare=False, repr=False)
 
@@ -361,6 +368,15 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
     if v["token_embedding_storage_type"] == "row_sparse" and v["optimizer"] not in SPARSE_OPTIMIZERS:
         problems.append(f"optimizer={v['optimizer']!r}: token_embedding_storage_type=row_sparse needs "
                         f"one of {', '.join(SPARSE_OPTIMIZERS)}")
+    if v["in_batch_softmax_weight"] > 0 and (v["output_layer"] != "softmax" or v["num_classes"] != 2):
+        problems.append(f"in_batch_softmax_weight={v['in_batch_softmax_weight']:g}: needs "
+                        f"output_layer=softmax with num_classes=2 (its positives are the pairs "
+                        f"labelled 1), got output_layer={v['output_layer']}, "
+                        f"num_classes={v['num_classes']}")
+    if v["token_weighting"] != "none" and "pooled_embedding" not in (
+            v["enc0_network"], v["enc0_network"] if v["enc1_network"] == "enc0" else v["enc1_network"]):
+        problems.append(f"token_weighting={v['token_weighting']}: weights the mean of a "
+                        f"pooled_embedding encoder, and neither encoder is one")
     if v["tied_token_embedding_weight"] and not problems:
         hp = Hyperparameters(**v)
         a, b = hp.enc0, hp.enc1

@@ -23,13 +23,23 @@ from object2vec.model.tokens import Tokens
 
 
 class _Lookup:
-    """``bag_mean``/``lookup`` over a ``(rows, dim)`` matrix ``self.matrix``."""
+    """``bag_mean``/``lookup`` over a ``(rows, dim)`` matrix ``self.matrix``, whose rows may carry
+    pooling weights ``self.pool_weight (rows,)`` (``token_weighting``; None: plain mean)."""
 
     matrix: torch.Tensor
+    pool_weight: torch.Tensor | None
 
     def bag_mean(self, tokens: Tokens) -> torch.Tensor:
-        """Mean embedding of each sequence: ``(B, dim)`` (one fused kernel, forward and backward)."""
-        return F.embedding_bag(tokens.ids, self.matrix, tokens.offsets, mode="mean")
+        """Mean embedding of each sequence: ``(B, dim)`` (one fused kernel, forward and backward);
+        with pooling weights, the weighted mean ``sum_t w_t e_t / sum_t w_t``."""
+        if self.pool_weight is None:
+            return F.embedding_bag(tokens.ids, self.matrix, tokens.offsets, mode="mean")
+        w = self.pool_weight[tokens.ids]  # (N,)
+        sums = F.embedding_bag(tokens.ids, self.matrix, tokens.offsets, mode="sum",
+                               per_sample_weights=w)  # (B, dim)
+        seq = torch.repeat_interleave(torch.arange(len(tokens), device=w.device), tokens.lengths)
+        totals = w.new_zeros(len(tokens)).index_add_(0, seq, w)  # (B,)
+        return sums / totals.clamp_min(1e-12)[:, None]
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Embeddings of ``ids`` of any shape: ``(*ids.shape, dim)``."""
@@ -40,12 +50,20 @@ class TokenEmbedding(nn.Module, _Lookup):
     """A ``(vocab_size, dim)`` table. ``sparse=True`` (row_sparse) means its rows are updated lazily by
     the training loop, so the parameter itself takes no gradient."""
 
-    def __init__(self, vocab_size: int, dim: int, sparse: bool = False) -> None:
+    def __init__(self, vocab_size: int, dim: int, sparse: bool = False, weighted: bool = False
+                 ) -> None:
         super().__init__()
         self.sparse = sparse
         self.weight = nn.Parameter(torch.empty(vocab_size, dim), requires_grad=not sparse)
         self.trainable = True  # False once pretrained vectors are frozen
         nn.init.normal_(self.weight, std=dim ** -0.5)
+        # token_weighting: per-token pooling weights, set from the training data before training
+        # and saved with the weights (so serving pools exactly as training did)
+        self.pool_weight: torch.Tensor | None
+        if weighted:
+            self.register_buffer("pool_weight", torch.ones(vocab_size))
+        else:
+            self.pool_weight = None
 
     @property
     def matrix(self) -> torch.Tensor:
@@ -72,7 +90,8 @@ class TokenEmbedding(nn.Module, _Lookup):
         else:
             rows = self.weight.index_select(0, unique_ids)  # dense gradient flows into the table
         # rows: (U, dim)
-        return EmbeddingRows(rows, unique_ids)
+        weight = None if self.pool_weight is None else self.pool_weight.index_select(0, unique_ids)
+        return EmbeddingRows(rows, unique_ids, weight)
 
 
 @dataclass
@@ -81,6 +100,7 @@ class EmbeddingRows(_Lookup):
 
     matrix: torch.Tensor  # (U, dim)
     ids: torch.Tensor  # (U,) int64 row ids in the table, sorted
+    pool_weight: torch.Tensor | None = None  # (U,) the rows' pooling weights, if the table has them
 
 
 def remap_tables(tables: list[TokenEmbedding], reads: list[tuple[int, Tokens]]

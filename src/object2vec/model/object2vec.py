@@ -38,13 +38,15 @@ class ModelConfig:
     num_outputs: int
     tied: bool = False
     sparse: bool = False
+    token_weighting: str = "none"  # "idf": every table carries per-token pooling weights
 
     @classmethod
     def from_hyperparameters(cls, hp: Hyperparameters) -> "ModelConfig":
         return cls(enc0=hp.enc0, enc1=hp.enc1, enc_dim=hp.enc_dim, comparators=hp.comparator_list,
                    mlp_layers=hp.mlp_layers, mlp_dim=hp.mlp_dim, mlp_activation=hp.mlp_activation,
                    dropout=hp.dropout, num_outputs=hp.num_outputs, tied=hp.tied_token_embedding_weight,
-                   sparse=hp.token_embedding_storage_type == "row_sparse")
+                   sparse=hp.token_embedding_storage_type == "row_sparse",
+                   token_weighting=hp.token_weighting)
 
     def encoder(self, side: int) -> EncoderConfig:
         return (self.enc0, self.enc1)[side]
@@ -60,7 +62,8 @@ class Object2Vec(nn.Module):
         # One table when tied (both encoders read embeddings[0]); otherwise one per side.
         self.embeddings = nn.ModuleList(
             TokenEmbedding(config.encoder(s).vocab_size, config.encoder(s).token_embedding_dim,
-                           sparse=config.sparse) for s in sides)
+                           sparse=config.sparse, weighted=config.token_weighting != "none")
+            for s in sides)
         self.encoders = nn.ModuleList(build_encoder(config.encoder(s), config.enc_dim) for s in (0, 1))
         self.dropout = nn.Dropout(config.dropout)
         self.comparator = Comparator(config.comparators, config.enc_dim)
@@ -87,8 +90,11 @@ class Object2Vec(nn.Module):
         """Embed one side's sequences: ``(B, enc_dim)``, reading the whole table (inference)."""
         return self.encoders[side](self.embedding(side), tokens)
 
-    def forward(self, in0: Tokens, in1: Tokens) -> torch.Tensor:
+    def forward(self, in0: Tokens, in1: Tokens, return_encodings: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Raw outputs ``(B, num_outputs)``: class logits, or the predicted value for regression.
+        With ``return_encodings``, ``(outputs, u, v)`` where ``u, v (B, enc_dim)`` are the two
+        encodings before dropout (what an in-batch loss compares).
 
         In training mode the encoders read only this batch's rows of each table (see
         ``object2vec.model.embedding``); in eval mode they read the tables directly. Same numbers.
@@ -103,7 +109,8 @@ class Object2Vec(nn.Module):
             v = self.encoders[1](views[self.table_index(1)], t1)
         else:
             u, v = self.encode(0, in0), self.encode(1, in1)
-        return self.mlp(self.comparator(self.dropout(u), self.dropout(v)))
+        out = self.mlp(self.comparator(self.dropout(u), self.dropout(v)))
+        return (out, u, v) if return_encodings else out
 
     def scores(self, in0: Tokens, in1: Tokens) -> torch.Tensor:
         """What ``/invocations`` answers: class probabilities ``(B, C)`` or the value ``(B, 1)``."""

@@ -151,7 +151,7 @@ def _padded_range(values: np.ndarray, pad: float = 0.06) -> tuple[float, float]:
 
 
 def _draw_panel(img: np.ndarray, top: int, x: np.ndarray, panel: Panel, best_x: float | None,
-                x_label: str) -> None:
+                x_label: str, x_ticks: Sequence[tuple[float, str]] | None = None) -> None:
     px0, px1, py0, py1 = LEFT, img.shape[1] - RIGHT, top + TOP, top + PANEL_HEIGHT - BOTTOM
     draw_text(img, px0, top + 8, panel.title, BLACK, scale=2 if text_width(panel.title, 2) < 320 else 1)
     lx = px1  # legend, right-aligned in the header row
@@ -176,10 +176,10 @@ def _draw_panel(img: np.ndarray, top: int, x: np.ndarray, panel: Panel, best_x: 
         label = tick_label(t, yticks)
         draw_text(img, px0 - 7 - text_width(label), y - 3, label, BLACK)
     xticks = nice_ticks(xlo, xhi, target=8, integer=True)
-    for t in xticks:
+    labelled = x_ticks if x_ticks is not None else [(t, tick_label(t, xticks)) for t in xticks]
+    for t, label in labelled:
         xp = round(sx(t))
         draw_line(img, xp, py1, xp, py1 + 4, BLACK, width=1)
-        label = tick_label(t, xticks)
         draw_text(img, xp - text_width(label) // 2, py1 + 8, label, BLACK)
     draw_text(img, (px0 + px1 - text_width(x_label)) // 2, py1 + 20, x_label, GREY)
     if best_x is not None and xlo <= best_x <= xhi:
@@ -209,8 +209,12 @@ def _draw_panel(img: np.ndarray, top: int, x: np.ndarray, panel: Panel, best_x: 
 
 def render_curves(x: Sequence[float], panels: Sequence[Panel], title: str = "",
                   best_x: float | None = None, note: str = "", x_label: str = "epoch",
-                  width: int = WIDTH) -> bytes:
-    """A PNG with ``title`` (and a smaller ``note`` line) above one panel per entry of ``panels``."""
+                  width: int = WIDTH, x_ticks: Sequence[tuple[float, str]] | None = None) -> bytes:
+    """A PNG with ``title`` (and a smaller ``note`` line) above one panel per entry of ``panels``.
+
+    ``x_ticks``: ``(position, label)`` pairs to mark on the x axis instead of round numbers, e.g.
+    ``[(math.log10(k), str(k)) for k in (1, 5, 10)]`` for a logarithmic axis.
+    """
     xs = np.asarray(x, float)
     if xs.size == 0 or not np.isfinite(xs).all():
         raise ValueError("x needs at least one value, all finite")
@@ -218,7 +222,7 @@ def render_curves(x: Sequence[float], panels: Sequence[Panel], title: str = "",
     draw_text(img, 12, 8, title, BLACK, scale=2)
     draw_text(img, 12, 28, note, GREY)
     for i, panel in enumerate(panels):
-        _draw_panel(img, TITLE_HEIGHT + i * PANEL_HEIGHT, xs, panel, best_x, x_label)
+        _draw_panel(img, TITLE_HEIGHT + i * PANEL_HEIGHT, xs, panel, best_x, x_label, x_ticks)
     if not panels:
         draw_text(img, LEFT, TITLE_HEIGHT + PANEL_HEIGHT // 2, "no metrics", GREY, scale=2)
     return encode_png(img)

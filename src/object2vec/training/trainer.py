@@ -23,14 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
-from object2vec.config.hyperparameters import Hyperparameters
+from object2vec.config.hyperparameters import SPECS, Hyperparameters
 from object2vec.data.auxiliary import apply_pretrained
 from object2vec.data.batching import Batch, EpochSampler, sequential_plan
-from object2vec.data.records import PairData
+from object2vec.data.records import PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.training.checkpoint import load_checkpoint, save_checkpoint
@@ -73,6 +74,25 @@ def _loss_and_stats(hp: Hyperparameters, out: torch.Tensor, labels: torch.Tensor
     return ce.mean(), {"cross_entropy": ce.detach().sum(), "accuracy": correct.float()}
 
 
+def document_frequency(side: Side, vocab_size: int) -> np.ndarray:
+    """``(vocab_size,)`` int64: how many of ``side``'s sequences contain each token id."""
+    seq = np.repeat(np.arange(len(side.offsets) - 1, dtype=np.int64), side.lengths)  # (N,)
+    distinct = np.unique(seq * vocab_size + side.ids.astype(np.int64))  # one per (sequence, token)
+    return np.bincount(distinct % vocab_size, minlength=vocab_size)
+
+
+def in_batch_softmax_loss(u: torch.Tensor, v: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Symmetric in-batch softmax (InfoNCE) over cosine similarities of ``P`` positive pairs.
+
+    Row ``i`` of ``u (P, D)`` belongs with row ``i`` of ``v (P, D)``: each ``u_i`` must pick ``v_i``
+    among all ``P`` rows of ``v`` (the other pairs' ``in1`` are its negatives), and each ``v_i`` must
+    pick ``u_i``; the loss is the mean of the two cross-entropies over ``cos / temperature``.
+    """
+    logits = F.normalize(u, dim=1) @ F.normalize(v, dim=1).T / temperature  # (P, P)
+    target = torch.arange(logits.shape[0], device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+
 class Trainer:
     """Trains one Object2Vec model on already-loaded channels."""
 
@@ -99,6 +119,8 @@ class Trainer:
         apply_pretrained(list(self.model.embeddings),
                          [hp.enc0] if hp.tied_token_embedding_weight else [hp.enc0, hp.enc1],
                          auxiliary_dir)
+        if hp.token_weighting == "idf":
+            self._set_idf_weights(channels["train"], "train" in sharded)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, hp.optimizer, hp.learning_rate, hp.weight_decay)
         self.lazy_optimizer = (LazyRowOptimizer(hp.optimizer, list(self.model.embeddings),
@@ -119,6 +141,27 @@ class Trainer:
         self.start_epoch, self.start_batch = 0, 0
         self.partial_totals: dict[str, float] = {}
 
+    def _set_idf_weights(self, data: PairData, sharded: bool) -> None:
+        """``token_weighting=idf``: each table's pooling weights become the smoothed inverse document
+        frequency of its tokens, ``log((1 + N) / (1 + df)) + 1``, where ``N`` counts the training
+        channel's sequences read through that table and ``df`` those that contain the token (summed
+        over every host's shard when the channel is sharded)."""
+        for t, table in enumerate(self.model.embeddings):
+            sides = [s for s in (0, 1) if self.model.table_index(s) == t]
+            df = torch.zeros(table.vocab_size, dtype=torch.float64)
+            count = torch.zeros(1, dtype=torch.float64)
+            for s in sides:
+                df += torch.from_numpy(document_frequency(data.side(s), table.vocab_size))
+                count += len(data)
+            if sharded and self.dist.distributed:  # every process of a host holds its shard
+                both = self.dist.all_reduce_sum(torch.cat([df, count]).to(self.dist.device)).cpu()
+                both /= self.dist.local_world_size
+                df, count = both[:-1], both[-1:]
+            idf = torch.log((1 + count) / (1 + df)) + 1
+            table.pool_weight.copy_(idf.to(table.pool_weight.dtype))
+            log.info("token_weighting=idf: table %d weights from %d sequences (%.3g..%.3g)", t,
+                     int(count), float(idf.min()), float(idf.max()))
+
     def _share(self, channel: str) -> tuple[int, int]:
         """(part, parts): which share of ``channel``'s batches this rank takes. A sharded channel is
         split among this host's ranks only; a replicated one among all ranks."""
@@ -132,7 +175,16 @@ class Trainer:
         batch = batch.to(self.device)
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
-        loss, stats = _loss_and_stats(self.hp, self.forward(batch.in0, batch.in1), batch.labels)
+        hp = self.hp
+        if hp.in_batch_softmax_weight > 0:
+            out, u, v = self.forward(batch.in0, batch.in1, return_encodings=True)
+            loss, stats = _loss_and_stats(hp, out, batch.labels)
+            positive = batch.labels == 1  # this process's share of the batch's positives
+            if int(positive.sum()) >= 2:
+                loss = loss + hp.in_batch_softmax_weight * in_batch_softmax_loss(
+                    u[positive], v[positive], hp.in_batch_softmax_temperature)
+        else:
+            loss, stats = _loss_and_stats(hp, self.forward(batch.in0, batch.in1), batch.labels)
         loss.backward()
         if self.optimizer is not None:
             self.optimizer.step()
@@ -241,7 +293,9 @@ class Trainer:
             return False
         saved = state["hyperparameters"]
         now = _plain(self.hp.to_dict())
-        changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+        # a key the checkpoint lacks (added to the container after it was written) had its default
+        changed = sorted(k for k in set(saved) | set(now)
+                         if saved.get(k, _default(k)) != now.get(k, _default(k)))
         if changed:
             raise UserError(f"the checkpoint in {self.checkpoint_dir} was written with different "
                             f"hyperparameters ({', '.join(changed)}); restore them or remove the "
@@ -307,6 +361,11 @@ class Trainer:
             result.test = self.evaluate(self.channels["test"], "test")
             self.metrics.quality("test", result.test)
         return result
+
+
+def _default(key: str):
+    spec = SPECS.get(key)
+    return None if spec is None else spec.default
 
 
 def _plain(params: dict) -> dict:
