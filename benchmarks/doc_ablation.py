@@ -56,6 +56,7 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN = REPO / "container" / "train"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## Document-embedding ablation (benchmarks/doc_ablation.py)"
+CURVES = REPO / "benchmarks" / "doc_ablation_curves.png"
 sys.path.insert(0, str(REPO / "local_test"))
 import datasets  # noqa: E402  (local_test/datasets.py: the NewsArticles loaders)
 from results_md import write_section  # noqa: E402  (benchmarks/results_md.py)
@@ -154,6 +155,7 @@ class Outcome:
     best_epoch: int
     epochs_run: int
     seconds: float
+    history: list[dict] = field(default_factory=list)  # output/data/metrics.json "epochs"
 
 
 # -- data -------------------------------------------------------------------------------------------------
@@ -244,7 +246,8 @@ def run_row(row: Row, corpus: Corpus, work: Path, epochs: int, enc_dim: int) -> 
         if abs(metrics["test"][name] - logged) > 1e-4 * max(1.0, abs(logged)):
             raise SystemExit(f"{name}: log says {logged}, metrics.json {metrics['test'][name]}")
     epochs_run = len({int(m.group(1)) for m in VALIDATION_LINE.finditer(text)})
-    return Outcome(row, accuracy, cross_entropy, int(metrics["best_epoch"]), epochs_run, seconds)
+    return Outcome(row, accuracy, cross_entropy, int(metrics["best_epoch"]), epochs_run, seconds,
+                   metrics["epochs"])
 
 
 def _last(pattern: re.Pattern, text: str) -> float | None:
@@ -253,6 +256,33 @@ def _last(pattern: re.Pattern, text: str) -> float | None:
 
 
 # -- report -----------------------------------------------------------------------------------------------
+
+
+def curves_png(outcomes: list[Outcome]) -> bytes:
+    """Validation accuracy and cross-entropy per epoch, one line per row (shorter for rows that
+    stopped early). Rows without negatives are left out of the cross-entropy panel: their losses are 100-1000x the
+    others' and would flatten them."""
+    from object2vec.reporting.plot import PALETTE, Panel, Series, render_curves
+
+    epochs = max(len(o.history) for o in outcomes)
+
+    def values(o: Outcome, key: str) -> list[float]:
+        got = [epoch.get(key) for epoch in o.history]
+        return [float("nan") if v is None else v for v in got]  # metrics.json null: not finite
+
+    def series(metric: str, rows: list[Outcome]) -> list[Series]:
+        return [Series(f"{TABLE_1.index(o.row) + 1}: {o.row.rate}/{'T' if o.row.tied else 'U'}/"
+                       f"{o.row.comparators[0].upper()}",
+                       values(o, f"validation:{metric}"),
+                       PALETTE[TABLE_1.index(o.row) % len(PALETTE)]) for o in rows]
+
+    return render_curves(list(range(epochs)), [
+        Panel("validation accuracy", series("accuracy", outcomes)),
+        Panel("validation cross-entropy (rows with negatives)",
+              series("cross_entropy", [o for o in outcomes if o.row.rate > 0]))],
+        title="NewsArticles: document-embedding ablation",
+        note="n: rate/weights/comparators = table row n: negative_sampling_rate, T tied or U untied, "
+             "D default or H hadamard", width=1200)
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -305,6 +335,8 @@ tolerance 0.01, lr 0.01, batch 512, MLP relu/512/2, softmax 2 classes, adam, row
 `hadamard, concat, abs_diff`; AWS's "customised" = `hadamard`.
 
 {table(outcomes)}
+
+![validation accuracy and cross-entropy per epoch, per row]({CURVES.name})
 
 {NOTES}"""
 
@@ -367,9 +399,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(outcomes))
     print(f"\nwall time {wall:.0f} s; {versions()}")
+    png = curves_png(outcomes)  # drawn in --quick too, so the smoke test covers it
     if not args.no_results:
+        CURVES.write_bytes(png)
         write_section(SECTION, section(args, corpus, outcomes, wall))
-        print(f"written to {RESULTS.relative_to(REPO)}")
+        print(f"written to {RESULTS.relative_to(REPO)} and {CURVES.relative_to(REPO)}")
     return 0
 
 

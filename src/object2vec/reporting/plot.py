@@ -28,7 +28,8 @@ WHITE, BLACK, GREY, GRID = (255, 255, 255), (0, 0, 0), (120, 120, 120), (228, 22
 SPLIT_COLORS: dict[str, Color] = {"train": (31, 119, 180), "validation": (255, 127, 14),
                                   "test": (44, 160, 44)}
 PALETTE: tuple[Color, ...] = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
-                              (148, 103, 189), (140, 86, 75))
+                              (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
+                              (188, 189, 34), (23, 190, 207))  # matplotlib's tab10
 WIDTH, TITLE_HEIGHT, PANEL_HEIGHT = 800, 44, 220
 LEFT, RIGHT, TOP, BOTTOM = 72, 24, 26, 34  # plot area margins inside a panel, in pixels
 MARKERS_UP_TO = 60  # epochs; with more, points are joined by the line only
@@ -64,7 +65,8 @@ FONT = _parse_font(_GLYPHS)
 
 @dataclass
 class Series:
-    """One line: ``values[i]`` belongs to ``x[i]``; ``color`` defaults by label (train blue, ...)."""
+    """One line: ``values[i]`` belongs to ``x[i]`` (``values`` may be shorter than ``x``: a run that
+    stopped early); ``color`` defaults by label (train blue, ...)."""
 
     label: str
     values: Sequence[float]
