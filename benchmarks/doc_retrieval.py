@@ -45,7 +45,6 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -64,7 +63,7 @@ SECTION = "## Document retrieval (benchmarks/doc_retrieval.py)"
 sys.path.insert(0, str(REPO / "local_test"))
 import datasets  # noqa: E402  (local_test/datasets.py: the NewsArticles loaders)
 from results_md import write_section  # noqa: E402  (benchmarks/results_md.py)
-from serve_load import free_port, start_server  # noqa: E402  (benchmarks/serve_load.py)
+from serve_load import free_port, start_server, stop_server  # noqa: E402  (benchmarks/serve_load.py)
 
 HITS_AT = (1, 5, 10, 20, 50)
 HELD_OUT = 600
@@ -359,12 +358,7 @@ def served_ranks(base: Path, corpus: Corpus, document_len: int) -> np.ndarray:
         queries = embed(port, corpus.query_ids)
         truths = embed(port, [ids[:document_len] for ids in corpus.truth_ids])
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+        stop_server(server)
     return truth_ranks(queries, truths)
 
 

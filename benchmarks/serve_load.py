@@ -103,6 +103,16 @@ def start_server(base: Path, port: int, extra_env: dict[str, str]) -> subprocess
     raise RuntimeError(f"container/serve did not answer /ping within {START_TIMEOUT_S} s")
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM to the server's process group (gunicorn and its workers), SIGKILL after 30 s."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 def make_body(kind: str, vocab: int, rng: random.Random) -> bytes:
     if kind == "pair":
         inst = [{"in0": [rng.randrange(vocab) for _ in range(rng.randint(1, 20))],
@@ -216,12 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{sc.name:<12} {sc.clients:>7} {med.rps:>11.1f} {med.p50_ms:>8.2f} "
                       f"{med.p99_ms:>8.2f}", flush=True)
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            stop_server(server)
     return 0
 
 

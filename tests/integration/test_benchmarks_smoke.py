@@ -42,6 +42,20 @@ def test_train_throughput_quick(tmp_path):
     assert "row_sparse speed at vocab 20,000 / at vocab 1,000:" in result.stdout
 
 
+def test_doc_ablation_quick(tmp_path):
+    """benchmarks/doc_ablation.py --quick: rows 1 and 2 of Table 1 through container/train on a
+    sample of NewsArticles; without negatives the model says "positive" to all (accuracy 1/6)."""
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "doc_ablation.py"), "--quick"],
+                            cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in result.stdout.splitlines()
+            if line.startswith("| off |") or line.startswith("| 3 |")]
+    assert [r[0] for r in rows] == ["off", "3"], result.stdout
+    assert float(rows[0][4]) == 0.167 and 0 < float(rows[1][4]) <= 1, result.stdout
+    assert "written to" not in result.stdout  # --quick leaves RESULTS.md and the PNG alone
+
+
 def test_scaling_quick(tmp_path):
     """benchmarks/scaling.py --quick: 1 and 2 gloo processes through container/train, and the
     bytes-per-step table."""
