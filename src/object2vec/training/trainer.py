@@ -176,15 +176,13 @@ class Trainer:
         if self.optimizer is not None:
             self.optimizer.zero_grad(set_to_none=True)
         hp = self.hp
+        out, u, v = self.forward(batch.in0, batch.in1, return_encodings=True)
+        loss, stats = _loss_and_stats(hp, out, batch.labels)
         if hp.in_batch_softmax_weight > 0:
-            out, u, v = self.forward(batch.in0, batch.in1, return_encodings=True)
-            loss, stats = _loss_and_stats(hp, out, batch.labels)
             positive = batch.labels == 1  # this process's share of the batch's positives
             if int(positive.sum()) >= 2:
                 loss = loss + hp.in_batch_softmax_weight * in_batch_softmax_loss(
                     u[positive], v[positive], hp.in_batch_softmax_temperature)
-        else:
-            loss, stats = _loss_and_stats(hp, self.forward(batch.in0, batch.in1), batch.labels)
         loss.backward()
         if self.optimizer is not None:
             self.optimizer.step()
