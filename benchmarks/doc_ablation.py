@@ -40,9 +40,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -59,7 +57,8 @@ SECTION = "## Document-embedding ablation (benchmarks/doc_ablation.py)"
 CURVES = REPO / "benchmarks" / "doc_ablation_curves.png"
 sys.path.insert(0, str(REPO / "local_test"))
 import datasets  # noqa: E402  (local_test/datasets.py: the NewsArticles loaders)
-from results_md import write_section  # noqa: E402  (benchmarks/results_md.py)
+from make_test_dir import link_channel_file, resource_config, write_config  # noqa: E402
+from results_md import versions, write_section  # noqa: E402  (benchmarks/results_md.py)
 
 SENTENCE_LEN = 50  # the notebook's enc0_max_seq_len
 DOCUMENT_LEN = 500  # the longer max_seq_len of the notebook's second (500-token) throughput setting
@@ -201,21 +200,10 @@ def build_corpus(out: Path, held_out: int, pairs_per_article: int, seed: int,
 
 def write_tree(base: Path, corpus: Corpus, hyperparameters: dict[str, str]) -> None:
     """A SageMaker tree: the config files and the corpus' channels (hard links when possible)."""
-    cfg = base / "input" / "config"
-    cfg.mkdir(parents=True)
-    (cfg / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=1))
     channels = ("train", "validation", "test")
-    (cfg / "inputdataconfig.json").write_text(json.dumps(
-        {c: {"ContentType": "application/jsonlines", "TrainingInputMode": "File",
-             "S3DistributionType": "FullyReplicated"} for c in channels}))
+    write_config(base, hyperparameters, channels, resource_config())
     for name in channels:
-        source = corpus.data_dir / name / f"{name}.jsonl"
-        target = base / "input" / "data" / name / source.name
-        target.parent.mkdir(parents=True)
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
+        link_channel_file(base, name, corpus.data_dir / name / f"{name}.jsonl")
 
 
 def run_row(row: Row, corpus: Corpus, work: Path, epochs: int, enc_dim: int) -> Outcome:
@@ -295,13 +283,6 @@ def table(outcomes: list[Outcome]) -> str:
                      f"{o.row.published_cross_entropy} | {o.cross_entropy:.3g} | "
                      f"{o.best_epoch + 1} / {o.epochs_run} | {o.seconds:.0f} |")
     return "\n".join(lines)
-
-
-def versions() -> str:
-    import torch  # only for its version; training runs in the container subprocess
-
-    return (f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-            f"{os.cpu_count()} CPU cores ({platform.machine()})")
 
 
 def section(args, corpus: Corpus, outcomes: list[Outcome], wall: float) -> str:

@@ -42,9 +42,7 @@ import itertools
 import json
 import math
 import os
-import platform
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,7 +60,8 @@ PLOT = REPO / "benchmarks" / "doc_retrieval_hits.png"
 SECTION = "## Document retrieval (benchmarks/doc_retrieval.py)"
 sys.path.insert(0, str(REPO / "local_test"))
 import datasets  # noqa: E402  (local_test/datasets.py: the NewsArticles loaders)
-from results_md import write_section  # noqa: E402  (benchmarks/results_md.py)
+from make_test_dir import link_channel_file, resource_config, write_config  # noqa: E402
+from results_md import versions, write_section  # noqa: E402  (benchmarks/results_md.py)
 from serve_load import free_port, start_server, stop_server  # noqa: E402  (benchmarks/serve_load.py)
 
 HITS_AT = (1, 5, 10, 20, 50)
@@ -296,18 +295,8 @@ def minilm_ranks(corpus: Corpus) -> tuple[np.ndarray | None, str]:
 
 def write_tree(base: Path, corpus: Corpus, hyperparameters: dict[str, str]) -> None:
     """A SageMaker tree with the config files and the train channel (a hard link when possible)."""
-    cfg = base / "input" / "config"
-    cfg.mkdir(parents=True)
-    (cfg / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=1))
-    (cfg / "inputdataconfig.json").write_text(json.dumps(
-        {"train": {"ContentType": "application/jsonlines", "TrainingInputMode": "File",
-                   "S3DistributionType": "FullyReplicated"}}))
-    target = base / "input" / "data" / "train" / corpus.train_file.name
-    target.parent.mkdir(parents=True)
-    try:
-        os.link(corpus.train_file, target)
-    except OSError:
-        shutil.copyfile(corpus.train_file, target)
+    write_config(base, hyperparameters, ["train"], resource_config())
+    link_channel_file(base, "train", corpus.train_file)
 
 
 def hyperparameters_of(row: Row, corpus: Corpus, args) -> dict[str, str]:
@@ -409,13 +398,6 @@ def hits_png(outcomes: list[Outcome], note: str) -> bytes:
                          title="NewsArticles: sentence to document retrieval", note=note,
                          x_label="k (log scale)", width=1100,
                          x_ticks=[(v, str(k)) for v, k in zip(x, HITS_AT)])
-
-
-def versions() -> str:
-    import torch  # only for its version; training and serving run in the container subprocesses
-
-    return (f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-            f"{os.cpu_count()} CPU cores ({platform.machine()})")
 
 
 def verdict(outcomes: list[Outcome]) -> str:

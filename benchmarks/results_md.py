@@ -1,13 +1,18 @@
-"""Write one benchmark's section of ``benchmarks/RESULTS.md``, leaving every other section as it is.
+"""Write one benchmark's section of ``benchmarks/RESULTS.md``, leaving every other section as it is,
+and the versions line every section quotes.
 
-    from results_md import write_section          # benchmarks/ is on sys.path for its scripts
+    from results_md import versions, write_section  # benchmarks/ is on sys.path for its scripts
     write_section("## My benchmark (benchmarks/mine.py)", text)
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import re
 from pathlib import Path
+
+import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -26,3 +31,11 @@ def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
     else:
         updated = current.rstrip("\n") + "\n\n" + body
     path.write_text(updated.rstrip("\n") + "\n")
+
+
+def versions() -> str:
+    """Python, torch and numpy versions and the CPU count, for a results section."""
+    import torch  # only for its version: benchmarks train and serve in container subprocesses
+
+    return (f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
+            f"{os.cpu_count()} CPU cores ({platform.machine()})")

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -124,6 +125,17 @@ def write_config(base: Path, hp: dict[str, str], channels: Sequence[str],
     write_json(config / "resourceconfig.json", resource)
     for folder in ("model", "output/data"):
         (base / folder).mkdir(parents=True, exist_ok=True)
+
+
+def link_channel_file(base: Path, channel: str, source: Path) -> None:
+    """Put an existing file into ``input/data/<channel>/``: a hard link when the file system allows
+    one (benchmarks reuse one large channel file across many trees), else a copy."""
+    target = base / "input" / "data" / channel / source.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
 
 
 def movielens_channels(max_users: int | None, seed: int = 0) -> dict[str, list[dict]]:
