@@ -69,6 +69,9 @@ DOCUMENTED: dict[str, tuple] = {
     "in_batch_softmax_weight": ("float", 0.0, 0.0, 100.0),
     "in_batch_softmax_temperature": ("float", 0.05, 0.001, 10.0),
     "token_weighting": ("choice", "none", ("none", "idf")),
+    **{f"enc{side}_{key}": spec for side in (0, 1) for key, spec in (
+        ("pooling", ("choice", "mean", ("mean", "sum"))),
+        ("activation", ("choice", "linear", ("linear", "sigmoid", "tanh", "relu"))))},
 }
 
 
@@ -85,8 +88,11 @@ def error_of(raw: dict) -> str:
 def context_for(key: str, value: str) -> dict:
     """Other keys a value needs to be valid on its own (enc1 not cloned needs its own sizes;
     token weights weight a pooled_embedding encoder's mean)."""
-    if key == "token_weighting":
+    if key == "token_weighting" or key.startswith("enc0_") and key.endswith(("_pooling",
+                                                                            "_activation")):
         return {"enc0_network": "pooled_embedding"}
+    if key.startswith("enc1_") and key.endswith(("_pooling", "_activation")):
+        return {**ENC1_OWN, "enc1_network": "pooled_embedding"}
     return dict(ENC1_OWN) if key == "enc1_network" and value.strip('" ').lower() != "enc0" else {}
 
 

@@ -28,6 +28,8 @@ COMPARATORS = ("hadamard", "concat", "abs_diff")
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "sgd", "rmsprop")
 SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")  # lazy (row_sparse) updates exist for these only
 AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
+POOLINGS = ("mean", "sum")  # pooled_embedding's encN_pooling (extension; mean is the original)
+ENCODER_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")  # pooled_embedding's encN_activation
 # The docs say [A-Za-z0-9._], but AWS's SNLI notebook passes "glove.840B-trim.txt": allow "-".
 FILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -111,6 +113,10 @@ SPECS: dict[str, Spec] = {
     "in_batch_softmax_weight": Spec("float", 0.0, 0.0, 100.0),  # 0: off
     "in_batch_softmax_temperature": Spec("float", 0.05, 0.001, 10.0),
     "token_weighting": Spec("choice", "none", choices=("none", "idf")),  # pooled_embedding only
+    # pooled_embedding only: sum instead of mean, and an activation on the pooled vector
+    **{f"enc{side}_{key}": spec for side in (0, 1) for key, spec in (
+        ("pooling", Spec("choice", "mean", choices=POOLINGS)),
+        ("activation", Spec("choice", "linear", choices=ENCODER_ACTIVATIONS)))},
 }
 
 
@@ -127,6 +133,8 @@ class EncoderConfig:
     vocab_file: str = ""
     pretrained_embedding_file: str = ""
     freeze_pretrained_embedding: bool = True
+    pooling: str = "mean"  # pooled_embedding: "mean" or "sum" of the token embeddings
+    activation: str = "linear"  # pooled_embedding: applied to the pooled vector
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,10 @@ class Hyperparameters:
     in_batch_softmax_weight: float = 0.0
     in_batch_softmax_temperature: float = 0.05
     token_weighting: str = "none"
+    enc0_pooling: str = "mean"
+    enc0_activation: str = "linear"
+    enc1_pooling: str = "mean"
+    enc1_activation: str = "linear"
     enc0: EncoderConfig = field(init=False, compare=False, repr=False)
     enc1: EncoderConfig = field(init=False, compare=False, repr=False)
 
@@ -222,7 +234,26 @@ def _resolve_encoder(hp: Hyperparameters, side: int) -> EncoderConfig:
         vocab_file=get("vocab_file"),
         pretrained_embedding_file=get("pretrained_embedding_file"),
         freeze_pretrained_embedding=get("freeze_pretrained_embedding"),
+        pooling=get("pooling"),
+        activation=get("activation"),
     )
+
+
+def _pooling_problems(v: dict[str, Any]) -> list[str]:
+    """``encN_pooling`` / ``encN_activation`` set where they would be ignored."""
+    problems = []
+    for side in (0, 1):
+        for key in (f"enc{side}_pooling", f"enc{side}_activation"):
+            if v[key] == SPECS[key].default:
+                continue
+            network = v[f"enc{side}_network"]
+            if network == "enc0":
+                problems.append(f"{key}={v[key]}: enc1_network=enc0 clones enc0's settings; set "
+                                f"enc0_{key[5:]} instead")
+            elif network != "pooled_embedding":
+                problems.append(f"{key}={v[key]}: only a pooled_embedding encoder pools token "
+                                f"embeddings, enc{side}_network is {network}")
+    return problems
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -377,6 +408,7 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
             v["enc0_network"], v["enc0_network"] if v["enc1_network"] == "enc0" else v["enc1_network"]):
         problems.append(f"token_weighting={v['token_weighting']}: weights the mean of a "
                         f"pooled_embedding encoder, and neither encoder is one")
+    problems += _pooling_problems(v)
     if v["tied_token_embedding_weight"] and not problems:
         hp = Hyperparameters(**v)
         a, b = hp.enc0, hp.enc1

@@ -35,11 +35,16 @@ class _Lookup:
         if self.pool_weight is None:
             return F.embedding_bag(tokens.ids, self.matrix, tokens.offsets, mode="mean")
         w = self.pool_weight[tokens.ids]  # (N,)
-        sums = F.embedding_bag(tokens.ids, self.matrix, tokens.offsets, mode="sum",
-                               per_sample_weights=w)  # (B, dim)
         seq = torch.repeat_interleave(torch.arange(len(tokens), device=w.device), tokens.lengths)
         totals = w.new_zeros(len(tokens)).index_add_(0, seq, w)  # (B,)
-        return sums / totals.clamp_min(1e-12)[:, None]
+        return self.bag_sum(tokens) / totals.clamp_min(1e-12)[:, None]
+
+    def bag_sum(self, tokens: Tokens) -> torch.Tensor:
+        """Sum of the token embeddings of each sequence: ``(B, dim)``; with pooling weights, the
+        weighted sum ``sum_t w_t e_t``."""
+        w = None if self.pool_weight is None else self.pool_weight[tokens.ids]  # (N,)
+        return F.embedding_bag(tokens.ids, self.matrix, tokens.offsets, mode="sum",
+                               per_sample_weights=w)
 
     def lookup(self, ids: torch.Tensor) -> torch.Tensor:
         """Embeddings of ``ids`` of any shape: ``(*ids.shape, dim)``."""

@@ -17,6 +17,8 @@ from object2vec.model.tokens import Tokens
 from object2vec.registry import Registry
 
 ENCODERS: Registry[type] = Registry("encoder")
+# mlp_activation, and pooled_embedding's encN_activation (which also allows sigmoid)
+ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
 
 def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -26,16 +28,25 @@ def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @ENCODERS.register("pooled_embedding")
 class PooledEmbeddingEncoder(nn.Module):
-    """Mean of the token embeddings over the real tokens. Token dim == ``enc_dim``, no extra layer."""
+    """Mean of the token embeddings over the real tokens. Token dim == ``enc_dim``, no extra layer.
+
+    Extensions (``encN_pooling``, ``encN_activation``; the defaults are the original's mean): the sum
+    instead of the mean, and an activation on the pooled vector. ``sum`` + ``sigmoid`` over a bag
+    that repeats each token as often as its weight is an item-based autoencoder's encoder,
+    ``sigmoid(V r)`` (I-AutoRec; see benchmarks/movielens.py).
+    """
 
     def __init__(self, cfg: EncoderConfig, enc_dim: int) -> None:
         super().__init__()
         if cfg.token_embedding_dim != enc_dim:
             raise ValueError(f"pooled_embedding needs token_embedding_dim == enc_dim, "
                              f"got {cfg.token_embedding_dim} vs {enc_dim}")
+        self.sum = cfg.pooling == "sum"
+        self.activation = ACTIVATIONS[cfg.activation]()
 
     def forward(self, emb: Table, tokens: Tokens) -> torch.Tensor:
-        return emb.bag_mean(tokens)  # (B, enc_dim)
+        pooled = emb.bag_sum(tokens) if self.sum else emb.bag_mean(tokens)  # (B, enc_dim)
+        return self.activation(pooled)
 
 
 @ENCODERS.register("hcnn")

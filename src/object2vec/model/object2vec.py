@@ -17,10 +17,8 @@ from torch import nn
 from object2vec.config.hyperparameters import EncoderConfig, Hyperparameters
 from object2vec.model.comparator import Comparator
 from object2vec.model.embedding import EmbeddingRows, TokenEmbedding, remap_tables
-from object2vec.model.encoders import build_encoder
+from object2vec.model.encoders import ACTIVATIONS, build_encoder
 from object2vec.model.tokens import Tokens
-
-ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 @dataclass(frozen=True)
