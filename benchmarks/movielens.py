@@ -78,9 +78,8 @@ BIAS_TOKEN = 0  # first token of every item bag (user ids start at 1): a learned
 
 # The item_bag framing's network: enc1 = sigmoid(sum of the bag's rows), decoded per user by
 # hadamard + concat into the linear output layer (no hidden MLP layer).
-AUTOREC_ENCODER = {"enc1_network": "pooled_embedding", "enc1_pooling": "sum",
-                   "enc1_activation": "sigmoid", "comparator_list": "hadamard, concat",
-                   "mlp_layers": "0"}
+AUTOREC_ENCODER = {"enc1_pooling": "sum", "enc1_activation": "sigmoid",
+                   "comparator_list": "hadamard, concat", "mlp_layers": "0"}
 # Configurations tried (figures in benchmarks/RESULTS.md, the search in NOTES below).
 CONFIGS: dict[str, dict[str, str]] = {
     # AWS's notebook (section 8.1), unchanged
@@ -410,8 +409,10 @@ def section(command_line: str, conditions: Conditions, results: list[dict], coun
         table(results),
         targets(results, seed) + ".",
         "![train and validation RMSE per epoch](movielens_curves.png)",
-        "Configurations (`CONFIGS` in the script; every row also sends "
-        + ", ".join(f"`{k}` {v}" for k, v in FIXED.items()) + "):",
+        fill("Configurations (`CONFIGS` in the script; every row also sends "
+             + ", ".join(f"`{k}` {v}" for k, v in FIXED.items())
+             + ", and the vocabulary sizes; the item_bag framing sets `enc1_vocab_size` to the "
+               "users' and `enc1_max_seq_len` to the longest bag):"),
         configurations(list(dict.fromkeys(r["name"] for r in results))),
         NOTES,
     ]) + "\n"
