@@ -39,19 +39,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO / "container" / "train"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 SECTION = "## Document-embedding ablation (benchmarks/doc_ablation.py)"
 CURVES = REPO / "benchmarks" / "doc_ablation_curves.png"
@@ -60,6 +56,7 @@ import datasets  # noqa: E402  (local_test/datasets.py: the NewsArticles loaders
 from make_test_dir import link_channel_file, resource_config, write_config  # noqa: E402
 from results_md import (Conditions, command, run_line, versions,  # noqa: E402  (benchmarks/)
                         write_section)
+from train_job import failure_reason, run_train  # noqa: E402  (benchmarks/train_job.py)
 
 SENTENCE_LEN = 50  # the notebook's enc0_max_seq_len
 DOCUMENT_LEN = 500  # the longer max_seq_len of the notebook's second (500-token) throughput setting
@@ -214,19 +211,12 @@ def run_row(row: Row, corpus: Corpus, work: Path, epochs: int, enc_dim: int) -> 
                        "enc0_vocab_size": str(corpus.vocab_size), "enc_dim": str(enc_dim),
                        "epochs": str(epochs)}
     write_tree(base, corpus, hyperparameters)
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base), PYTHONUNBUFFERED="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     log_path = base / "train.log"
-    start = time.perf_counter()
-    with log_path.open("w") as log:
-        code = subprocess.run([str(TRAIN)], cwd=base, env=env, stdout=log,
-                              stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - start
-    text = log_path.read_text()
-    if code != 0:
-        failure = base / "output" / "failure"
-        reason = failure.read_text() if failure.exists() else text[-3000:]
-        raise SystemExit(f"container/train failed (exit {code}) for row {row.label()}:\n{reason}")
+    run = run_train(base, log_path)
+    text, seconds = run.log, run.seconds
+    if run.code != 0:
+        raise SystemExit(f"container/train failed (exit {run.code}) for row {row.label()}:\n"
+                         f"{failure_reason(base, text)}")
     accuracy, cross_entropy = _last(TEST_ACCURACY, text), _last(TEST_CROSS_ENTROPY, text)
     if accuracy is None or cross_entropy is None:
         raise SystemExit(f"no test metric lines in {log_path}:\n{text[-3000:]}")
@@ -358,7 +348,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start, conditions = time.perf_counter(), Conditions.start()
+    conditions = Conditions.start()
     with tempfile.TemporaryDirectory(prefix="doc_ablation_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -368,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
         except datasets.DatasetError as exc:
             print(f"doc_ablation.py: {exc}", file=sys.stderr)
             return 1
-        args.data_seconds = time.perf_counter() - start
+        args.data_seconds = conditions.elapsed()
         print(f"corpus: {json.dumps(corpus.counts)} ({args.data_seconds:.1f} s)", flush=True)
         outcomes = []
         for number in args.rows:
@@ -377,11 +367,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"row {number} ({outcome.row.label()}): test accuracy {outcome.accuracy:.4f}, "
                   f"cross-entropy {outcome.cross_entropy:.4g}, best epoch {outcome.best_epoch + 1} of "
                   f"{outcome.epochs_run}, {outcome.seconds:.0f} s", flush=True)
-    wall = time.perf_counter() - start
     conditions.finish()
     print()
     print(table(outcomes))
-    print(f"\nwall time {wall:.0f} s; {versions()}")
+    print(f"\nwall time {conditions.seconds:.0f} s; {versions()}")
     png = curves_png(outcomes)  # drawn in --quick too, so the smoke test covers it
     if not args.no_results:
         CURVES.write_bytes(png)

@@ -43,7 +43,6 @@ import json
 import math
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -54,7 +53,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-TRAIN = REPO / "container" / "train"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
 PLOT = REPO / "benchmarks" / "doc_retrieval_hits.png"
 SECTION = "## Document retrieval (benchmarks/doc_retrieval.py)"
@@ -64,6 +62,7 @@ from make_test_dir import link_channel_file, resource_config, write_config  # no
 from results_md import (Conditions, command, run_line, versions,  # noqa: E402  (benchmarks/)
                         write_section)
 from serve_load import free_port, start_server, stop_server  # noqa: E402  (benchmarks/serve_load.py)
+from train_job import failure_reason, run_train  # noqa: E402  (benchmarks/train_job.py)
 
 HITS_AT = (1, 5, 10, 20, 50)
 HELD_OUT = 600
@@ -310,20 +309,13 @@ def hyperparameters_of(row: Row, corpus: Corpus, args) -> dict[str, str]:
 def train(row: Row, base: Path, corpus: Corpus, args) -> tuple[float, str]:
     """``container/train`` on a fresh tree; returns (seconds, "best epoch / epochs run")."""
     write_tree(base, corpus, hyperparameters_of(row, corpus, args))
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base), PYTHONUNBUFFERED="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    start = time.perf_counter()
-    with (base / "train.log").open("w") as log:
-        code = subprocess.run([str(TRAIN)], cwd=base, env=env, stdout=log,
-                              stderr=subprocess.STDOUT).returncode
-    seconds = time.perf_counter() - start
-    if code != 0:
-        failure = base / "output" / "failure"
-        reason = failure.read_text() if failure.exists() else (base / "train.log").read_text()[-3000:]
-        raise RuntimeError(f"container/train failed (exit {code}) for row {row.name}:\n{reason}")
+    run = run_train(base, base / "train.log")
+    if run.code != 0:
+        raise RuntimeError(f"container/train failed (exit {run.code}) for row {row.name}:\n"
+                           f"{failure_reason(base, run.log)}")
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
-    epochs_run = len({m.group(1) for m in TRAIN_LINE.finditer((base / "train.log").read_text())})
-    return seconds, f"{int(metrics['best_epoch']) + 1} / {epochs_run}"
+    epochs_run = len({m.group(1) for m in TRAIN_LINE.finditer(run.log)})
+    return run.seconds, f"{int(metrics['best_epoch']) + 1} / {epochs_run}"
 
 
 def embed(port: int, id_lists: list[list[int]]) -> np.ndarray:
@@ -505,7 +497,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    start, conditions = time.perf_counter(), Conditions.start()
+    conditions = Conditions.start()
     with tempfile.TemporaryDirectory(prefix="doc_retrieval_") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -514,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         except datasets.DatasetError as exc:
             print(f"doc_retrieval.py: {exc}", file=sys.stderr)
             return 1
-        print(f"corpus: {json.dumps(corpus.counts)} ({time.perf_counter() - start:.1f} s)",
+        print(f"corpus: {json.dumps(corpus.counts)} ({conditions.elapsed():.1f} s)",
               flush=True)
         outcomes = []
         for name in args.rows:
@@ -538,11 +530,10 @@ def main(argv: list[str] | None = None) -> int:
         ranks, note = minilm_ranks(corpus)
         outcomes.append(Outcome("minilm", "all-MiniLM-L6-v2 zero-shot", ranks, note=note,
                                 seconds=time.perf_counter() - t0))
-    wall = time.perf_counter() - start
     conditions.finish()
     print()
     print(table(outcomes))
-    print(f"\n{verdict(outcomes)}\nwall time {wall:.0f} s; {versions()}")
+    print(f"\n{verdict(outcomes)}\nwall time {conditions.seconds:.0f} s; {versions()}")
     if not args.no_results:
         PLOT.write_bytes(hits_png(outcomes, f"{corpus.counts['test_articles']} queries, seed "
                                             f"{args.seed}"))

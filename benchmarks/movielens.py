@@ -46,12 +46,9 @@ import importlib.util
 import json
 import logging
 import math
-import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +58,8 @@ sys.path.insert(0, str(REPO / "local_test"))
 from make_test_dir import resource_config, write_config  # noqa: E402  (local_test/)
 from results_md import (Conditions, add_results_arguments, command, fill,  # noqa: E402
                         markdown_table, run_line, write_section)
+from train_job import failure_reason, run_train  # noqa: E402  (benchmarks/train_job.py)
 
-TRAIN = REPO / "container" / "train"
 SECTION = "## MovieLens 100k (benchmarks/movielens.py)"
 CURVES = REPO / "benchmarks" / "movielens_curves.png"
 HELD_OUT_PER_USER = 10
@@ -288,19 +285,6 @@ def write_tree(base: Path, hyperparameters: dict[str, str], train: np.ndarray,
 # -- one run ---------------------------------------------------------------------------------------
 
 
-def run_container(base: Path, log_path: Path, threads: int | None = None) -> tuple[int, str, float]:
-    """Run container/train on ``base``; returns (exit status, log text, seconds)."""
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base), PYTHONUNBUFFERED="1",
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    start = time.perf_counter()
-    with log_path.open("w") as log:
-        code = subprocess.run([str(TRAIN)], cwd=base, env=env, stdout=log,
-                              stderr=subprocess.STDOUT).returncode
-    return code, log_path.read_text(), time.perf_counter() - start
-
-
 def saved_model_rmse(model_dir: Path, valid: np.ndarray, valid_in1: list[list[int]] | None
                      ) -> tuple[float, float]:
     """(raw, clipped to 1-5) validation RMSE of the model in ``model_dir``."""
@@ -327,10 +311,11 @@ def run_config(name: str, hyperparameters: dict[str, str], train: np.ndarray, va
     extra, train_in1, valid_in1 = framed(name, train, valid)
     hyperparameters = {**hyperparameters, **extra}
     write_tree(base, hyperparameters, train, valid, train_in1, valid_in1)
-    code, log, seconds = run_container(base, workdir / f"{name}.log", threads)
-    if code != 0:
-        tail = "\n".join(log.splitlines()[-15:])
-        raise SystemExit(f"container/train failed for {name} (exit {code}):\n{tail}")
+    run = run_train(base, workdir / f"{name}.log", threads)
+    log, seconds = run.log, run.seconds
+    if run.code != 0:
+        raise SystemExit(f"container/train failed for {name} (exit {run.code}):\n"
+                         f"{failure_reason(base, log)}")
     val = [float(v) for _, v in VALIDATION_MSE.findall(log)]
     trn = [float(v) for _, v in TRAIN_MSE.findall(log)]
     best = int(np.argmin(val))

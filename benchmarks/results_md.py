@@ -84,10 +84,14 @@ class Conditions:
     def start(cls) -> "Conditions":
         return cls(datetime.now(timezone.utc), os.getloadavg(), time.perf_counter())
 
+    def elapsed(self) -> float:
+        """Seconds since the start (for progress lines before :meth:`finish`)."""
+        return time.perf_counter() - self.clock_start
+
     def finish(self) -> "Conditions":
         """Record the end (time and load); returns itself."""
         self.ended, self.load_end = datetime.now(timezone.utc), os.getloadavg()
-        self.seconds = time.perf_counter() - self.clock_start
+        self.seconds = self.elapsed()
         return self
 
     @classmethod
