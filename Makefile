@@ -34,7 +34,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 # Benchmarks print their figures and write their own sections of benchmarks/RESULTS.md (and its
 # PNGs) with the command, date, versions and load (see each script's docstring); about 45 minutes.
 bench: $(BENCH_STAMP)
-	for script in train_throughput movielens serve_load scaling doc_ablation doc_retrieval; do \
+	for script in train_throughput movielens serve_load reliability scaling doc_ablation doc_retrieval; do \
 		test ! -f benchmarks/$$script.py || PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/$$script.py || exit 1; \
 	done
 

@@ -129,3 +129,14 @@ def test_results_md_write_section_replaces_only_its_own_section(tmp_path):
                                 "gamma\n\n## B (b.py)\n\nsecond\n")
     with pytest.raises(ValueError):
         write_section("## B (b.py)", "no heading\n", path)
+
+
+def test_reliability_quick(tmp_path):
+    """benchmarks/reliability.py --quick: a steady load without errors, then a worker killed with
+    SIGKILL and replaced (the script exits 1 otherwise), the RSS table; no results file written."""
+    out = run_quick_writing_nothing("reliability.py", tmp_path)
+    rows = {cells[0]: cells[2:] for cells in table_rows(out)}
+    assert rows["steady"][-1] == "0" and number(rows["steady"][1]) > 0, out  # errors, requests/s
+    assert number(rows["worker killed half-way"][1]) > 0, out
+    assert "a replacement worker answered a request after" in out, out
+    assert any(name.endswith("(replacement)") for name in rows) and number(rows["master"][0]) > 0
