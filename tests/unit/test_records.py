@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from object2vec.errors import UserError
 CLASSIFY = RecordRules(vocab_sizes=(10, 2), max_seq_lens=(5, 5), regression=False, num_classes=3)
 REGRESS = RecordRules(vocab_sizes=(10, 2), max_seq_lens=(5, 5), regression=True, num_classes=2)
 GOOD = '{"in0": [1, 2], "in1": [0], "label": 1}'
+HUGE = "9" * 1000  # a 1000-digit integer: beyond float64 and int64
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -72,12 +74,37 @@ BAD_LINES = [
     ('{"in0": [1], "in1": [0], "label": "1"}', CLASSIFY, ['label "1"', "integer class id"]),
     ('{"in0": [1], "in1": [0], "label": true}', CLASSIFY, ["label true", "integer class id"]),
     ('{"in0": [1], "in1": [0], "label": null}', CLASSIFY, ["label null", "integer class id"]),
-    ('{"in0": [1], "in1": [0], "label": "3.5"}', REGRESS, ['label "3.5"', "must be a number",
+    ('{"in0": [1], "in1": [0], "label": "3.5"}', REGRESS, ['label "3.5"', "must be a finite number",
                                                           "mean_squared_error"]),
-    ('{"in0": [1], "in1": [0], "label": null}', REGRESS, ["label null", "must be a number"]),
-    ('{"in0": [1], "in1": [0], "label": false}', REGRESS, ["label false", "must be a number"]),
-    ('{"in0": [1], "in1": [0], "label": [4.0]}', REGRESS, ["label [4.0]", "must be a number"]),
-    ('{"in0": [1], "in1": [0], "label": NaN}', REGRESS, ["label NaN", "must be a number"]),
+    ('{"in0": [1], "in1": [0], "label": null}', REGRESS, ["label null", "must be a finite number"]),
+    ('{"in0": [1], "in1": [0], "label": false}', REGRESS, ["label false", "a finite number"]),
+    ('{"in0": [1], "in1": [0], "label": [4.0]}', REGRESS, ["label [4.0]", "a finite number"]),
+    ('{"in0": [1], "in1": [0], "label": NaN}', REGRESS, ["label NaN", "must be a finite number"]),
+    ('{"in0": [1], "in1": [0], "label": -Infinity}', REGRESS, ["label -Infinity", "finite number"]),
+    # Finite in JSON but inf as a float32 label: training would only "diverge".
+    ('{"in0": [1], "in1": [0], "label": 1e39}', REGRESS,
+     ["label 1e+39", "finite number", "float32"]),
+    (f'{{"in0": [1], "in1": [0], "label": {10**39}}}', REGRESS, ["label 1000", "finite number"]),
+    # Integers too large for a float64 / an int32 (json reads them as exact Python ints).
+    (f'{{"in0": [1], "in1": [0], "label": {HUGE}}}', REGRESS,
+     ["label 99999", "must be a finite number", "mean_squared_error"]),
+    (f'{{"in0": [1], "in1": [0], "label": -{HUGE}}}', REGRESS, ["label -99999", "finite number"]),
+    (f'{{"in0": [1], "in1": [0], "label": {HUGE}}}', CLASSIFY,
+     ["label 99999", "integer class id in [0, 2]"]),
+    (f'{{"in0": [1, {HUGE}], "in1": [0], "label": 1}}', CLASSIFY,
+     ['Inconsistent vocab for in0 found. Vocab id "99999', "is not less than vocab_size=10"]),
+    (f'{{"in0": [1], "in1": [-{HUGE}], "label": 1}}', CLASSIFY,
+     ["'in1'", "negative token id -99999"]),
+    # More digits than Python's int parsing allows (sys.get_int_max_str_digits(), 4300).
+    ('{"in0": [1], "in1": [0], "label": ' + "7" * 5000 + "}", REGRESS,
+     ["not valid JSON", "4300 digits"]),
+    # Nesting deeper than the JSON parser's recursion limit, in any key.
+    ('{"in0": ' + "[" * 100_000 + "]" * 100_000 + ', "in1": [0], "label": 1}', CLASSIFY,
+     ["not valid JSON (nested too deeply)"]),
+    ('{"in0": [1], "in1": [0], "label": ' + "[" * 100_000 + "]" * 100_000 + "}", REGRESS,
+     ["not valid JSON (nested too deeply)"]),
+    ('{"in0": [1], "in1": [0], "label": 1, "x": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "}",
+     CLASSIFY, ["not valid JSON (nested too deeply)"]),
 ]
 
 
@@ -89,7 +116,9 @@ def test_bad_line_is_a_user_error_naming_file_line_and_problem(tmp_path, line, r
     msg = load_error(tmp_path / "train", rules)
     assert f"{path}, line 4" in msg
     for word in words:
-        assert word in msg, (word, msg)
+        assert word in msg, (word[:100], msg[:2000])
+    # Values are quoted briefly: SageMaker cuts a FailureReason at 1024 characters.
+    assert len(msg) <= len(str(path)) + 250, msg[:2000]
 
 
 def test_first_bad_line_of_a_chunk_is_the_one_reported(tmp_path):
@@ -188,6 +217,83 @@ def test_corrupt_gzip_is_a_user_error(tmp_path):
     blob = gzip.compress((GOOD + "\n").encode() * 1000)
     (ch / "x.gz").write_bytes(blob[: len(blob) // 2])
     assert "x.gz" in load_error(ch)
+
+
+def test_corrupt_gzip_data_is_a_user_error(tmp_path):
+    """Damaged deflate data (zlib.error, not an OSError) is reported as unreadable, naming the
+    file."""
+    ch = tmp_path / "train"
+    ch.mkdir()
+    blob = corrupt_deflate(gzip.compress((GOOD + "\n").encode() * 1000))
+    (ch / "x.gz").write_bytes(blob)
+    msg = load_error(ch)
+    assert "x.gz" in msg and "cannot read file" in msg
+
+
+def corrupt_deflate(blob: bytes) -> bytes:
+    """``blob`` (a gzip file) with its deflate stream damaged so that zlib itself fails."""
+    bad = blob[:10] + b"\xff" * 8 + blob[18:]  # a deflate block header no decoder accepts
+    with pytest.raises(zlib.error):
+        gzip.decompress(bad)
+    return bad
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_utf8_bom_at_the_start_of_a_file_is_accepted(tmp_path, gz):
+    """A byte order mark opening a file (as some Windows tools write it) is skipped, plain or gzip,
+    as /invocations does; line numbers are unchanged."""
+    ch = tmp_path / "train"
+    ch.mkdir()
+    raw = ("\ufeff" + GOOD + "\n" + '{"in0": [3], "in1": [1], "label": 2}\n').encode("utf-8")
+    (ch / "a.jsonl").write_bytes(gzip.compress(raw) if gz else raw)
+    (ch / "b.jsonl").write_bytes(b"\xef\xbb\xbf" + b'{"in0": [4], "in1": [0], "label": 0}\n'
+                                 + b'{"in0": [4], "in1": [0], "label": 7}\n')
+    msg = load_error(ch)
+    assert f"{ch / 'b.jsonl'}, line 2" in msg and "label 7" in msg
+    (ch / "b.jsonl").unlink()
+    data = load_channel(ch, CLASSIFY)
+    assert sequences(data.in0) == [[1, 2], [3]] and data.labels.tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("kind", ["file", "directory", "relative file", "chain"])
+def test_links_leading_outside_the_channel_are_refused(tmp_path, kind):
+    """A file or directory link whose target resolves outside the channel is a user error naming
+    the link (its path inside the channel) and where it points, whatever it points to."""
+    outside = write_lines(tmp_path / "elsewhere" / "x.jsonl", [GOOD]).parent
+    ch = tmp_path / "train"
+    write_lines(ch / "a.jsonl", [GOOD])
+    link = ch / "sub" / "link"
+    link.parent.mkdir()
+    if kind == "file":
+        link.symlink_to(outside / "x.jsonl")
+    elif kind == "directory":
+        link.symlink_to(outside, target_is_directory=True)
+    elif kind == "relative file":
+        link.symlink_to(Path("..") / ".." / "elsewhere" / "x.jsonl")
+    else:  # a link to a link inside the channel that itself leads out
+        (ch / "hop").symlink_to(outside / "x.jsonl")
+        link.symlink_to(ch / "hop")
+    msg = load_error(ch)
+    where = "hop" if kind == "chain" else str(Path("sub") / "link")
+    assert f"'{where}'" in msg and "'train'" in msg, msg
+    assert str(outside.resolve()) in msg, msg
+
+
+def test_links_inside_the_channel_are_followed_once(tmp_path):
+    """Links that stay inside the channel are fine: a file link is read like a file; a directory
+    link is not descended into (its files are read where they are; a link to a parent would loop);
+    a channel directory that is itself a link is read."""
+    real = tmp_path / "real_train"
+    write_lines(real / "a.jsonl", ['{"in0": [1], "in1": [0], "label": 0}'])
+    write_lines(real / "sub" / "b.jsonl", ['{"in0": [2], "in1": [0], "label": 1}'])
+    (real / "c_link.jsonl").symlink_to(real / "sub" / "b.jsonl")
+    (real / "dir_link").symlink_to(real / "sub", target_is_directory=True)
+    (real / "loop").symlink_to(real, target_is_directory=True)
+    (real / "dangling").symlink_to(real / "missing.jsonl")
+    ch = tmp_path / "train"
+    ch.symlink_to(real, target_is_directory=True)
+    data = load_channel(ch, CLASSIFY)
+    assert sequences(data.in0) == [[1], [2], [2]]
 
 
 def test_empty_channel_is_a_user_error(tmp_path):

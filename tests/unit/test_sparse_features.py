@@ -237,6 +237,7 @@ def test_pretrained_file_names_are_restricted():
 
 
 def test_vocab_ids_out_of_range(tmp_path):
-    aux = write_aux(tmp_path, {"the": [1.0] * 4}, {"the": 7})
-    with pytest.raises(UserError, match="token 'the' has id 7"):
+    # ids >= vocab_size are dropped with a warning (issue 12, case 3); negative ids stay errors
+    aux = write_aux(tmp_path, {"the": [1.0] * 4}, {"the": -1})
+    with pytest.raises(UserError, match="token 'the' has id -1"):
         Trainer(pretrained_hp(), {"train": pairs(8, 5)}, QUIET, auxiliary_dir=aux)

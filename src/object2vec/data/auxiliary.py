@@ -4,7 +4,10 @@
 holds one token and its floats per line (``word v1 ... vD``; a word2vec ``count dim`` header line is
 skipped; a token may contain spaces, so the last ``D`` fields are the vector). The file is streamed: only
 the rows of vocabulary tokens are kept, written straight into the table, so memory stays about the size
-of the table itself.
+of the table itself. Both files may be gzip; a UTF-8 byte order mark opening them is skipped.
+
+Every problem with these files is a :class:`UserError` naming the hyperparameter, the file and
+(where there is one) the line.
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ import numpy as np
 import torch
 
 from object2vec.config.hyperparameters import EncoderConfig
-from object2vec.data.records import open_text
+from object2vec.data.records import (READ_ERRORS, open_bytes, open_text, read_problem,
+                                     resolve_in_channel)
 from object2vec.errors import UserError
 
 log = logging.getLogger(__name__)
+
+NAMED_IN_WARNING = 5  # vocabulary entries named in the warning about ids beyond vocab_size
 
 
 @dataclass
@@ -34,65 +40,145 @@ class PretrainedStats:
 
 
 def resolve_aux_file(aux_dir: Path, name: str, key: str) -> Path:
-    """The file ``name`` inside the auxiliary channel; it must exist and may not escape the channel."""
-    path = (aux_dir / name).resolve()
-    if aux_dir.resolve() not in path.parents:
-        raise UserError(f"{key}={name!r} must name a file inside the auxiliary channel {aux_dir}")
+    """The file ``name`` inside the auxiliary channel; it must exist and, like every channel's
+    files, may not be a link leading out of the channel."""
+    # The hyperparameter check allows only plain file names (no '/', no '..'): only a link can
+    # lead elsewhere, and the data channels' rule decides.
+    path = resolve_in_channel(aux_dir, aux_dir / name, f"{key}={name!r}")
     if not path.is_file():
         raise UserError(f"{key}={name!r}: file not found in the auxiliary channel ({aux_dir})")
     return path
 
 
-def read_vocab(path: Path, vocab_size: int, key: str) -> dict[str, int]:
-    """A JSON object token -> id, every id in ``[0, vocab_size)``."""
+def _load_json(path: Path, key: str) -> object:
+    """The JSON document in ``path`` (plain or gzip)."""
     try:
         with open_text(path) as fh:
-            vocab = json.load(fh)
+            return json.load(fh)
+    except RecursionError:
+        raise UserError(f"{key} {path.name}: not valid JSON (nested too deeply)") from None
+    except UnicodeDecodeError as exc:  # before ValueError, its base class
+        raise UserError(f"{key} {path.name}: not UTF-8 text ({exc.reason}, byte "
+                        f"{exc.object[exc.start:exc.start + 1]!r})") from None
     except ValueError as exc:
         raise UserError(f"{key} {path.name}: not valid JSON ({exc})") from None
+    except READ_ERRORS as exc:
+        raise UserError(f"{key} {path.name}: cannot read file: {read_problem(exc)}") from None
+
+
+def read_vocab(path: Path, vocab_size: int, key: str) -> dict[str, int]:
+    """A JSON object token -> id, every id an integer >= 0.
+
+    Entries whose id is ``>= vocab_size`` are dropped with one warning: AWS's multilabel-genre
+    notebook sets ``enc0_vocab_size = len(vocab)`` and gives ``<unk>`` the id ``len(vocab)``, and
+    the original trained on that. No valid record can use such an id (records are checked against
+    ``vocab_size``), so the entry has no row to fill.
+
+    Raises:
+        UserError: the file is unreadable, not a JSON object, or holds a negative or non-integer id.
+    """
+    vocab = _load_json(path, key)
     if not isinstance(vocab, dict):
         raise UserError(f"{key} {path.name}: must be a JSON object mapping token -> id")
+    beyond = []
     for token, idx in vocab.items():
-        if isinstance(idx, bool) or not isinstance(idx, int) or not 0 <= idx < vocab_size:
+        if isinstance(idx, bool) or not isinstance(idx, int) or idx < 0:
             raise UserError(f"{key} {path.name}: token {token!r} has id {idx!r}, ids must be integers "
                             f"in [0, {vocab_size - 1}] (vocab_size={vocab_size})")
+        if idx >= vocab_size:
+            beyond.append(token)
+    if beyond:
+        _warn_beyond(path, key, vocab_size, [(t, vocab[t]) for t in beyond])
+        vocab = {token: idx for token, idx in vocab.items() if idx < vocab_size}
     return vocab
+
+
+def _warn_beyond(path: Path, key: str, vocab_size: int, entries: list[tuple[str, int]]) -> None:
+    """One warning for every vocabulary entry dropped for an id beyond ``vocab_size``."""
+    named = ", ".join(f"{token!r} (id {idx})" for token, idx in entries[:NAMED_IN_WARNING])
+    more = f" and {len(entries) - NAMED_IN_WARNING} more" if len(entries) > NAMED_IN_WARNING else ""
+    count = f"{len(entries)} token{'s' if len(entries) > 1 else ''}"
+    log.warning("%s %s: ignoring %s whose id is not less than vocab_size=%d (no valid record can "
+                "use such an id): %s%s", key, path.name, count, vocab_size, named, more)
 
 
 def load_pretrained_into(table: torch.Tensor, path: Path, vocab: dict[str, int], key: str
                          ) -> PretrainedStats:
-    """Stream ``path`` and copy the vector of every vocabulary token into ``table (V, D)`` in place."""
+    """Stream ``path`` and copy the vector of every vocabulary token into ``table (V, D)`` in place.
+
+    Lines of tokens outside the vocabulary are skipped without parsing their numbers.
+
+    Raises:
+        UserError: naming ``key``, the file and the line: an unreadable or damaged (gzip) file,
+            bytes that are not UTF-8, a line without a token and ``D`` numbers, or a vocabulary
+            token's vector holding nan, inf or a value beyond float32 (which would otherwise only
+            show up as a diverged training run).
+    """
     dim = table.shape[1]
     out = table.detach().numpy() if table.device.type == "cpu" else None
     loaded, number = 0, 0
-    with open_text(path) as fh:
-        for number, line in enumerate(fh, 1):
-            parts = line.rstrip("\n").rstrip().split(" ")
-            if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
-                continue  # word2vec header: "count dim"
-            if not line.strip():
-                continue
-            if len(parts) < dim + 1:
-                if loaded == 0 and number <= 2:
-                    raise UserError(f"{key} {path.name}, line {number}: vectors have {len(parts) - 1} "
-                                    f"values but the token embedding dim is {dim}")
-                raise UserError(f"{key} {path.name}, line {number}: expected a token and {dim} "
-                                f"numbers, got {len(parts)} fields")
-            token = " ".join(parts[:-dim])
-            idx = vocab.get(token)
-            if idx is None:
-                continue
-            try:
-                vec = np.asarray(parts[-dim:], dtype=np.float32)
-            except ValueError:
-                raise UserError(f"{key} {path.name}, line {number}: the {dim} values after token "
-                                f"{token!r} are not all numbers") from None
-            if out is not None:
-                out[idx] = vec
-            else:
-                table.data[idx] = torch.from_numpy(vec).to(table.device)
-            loaded += 1
+    # Read bytes and decode each line: a text wrapper decodes blocks ahead of the line being
+    # read, so its UnicodeDecodeError could not say which line holds the bad bytes.
+    try:
+        with open_bytes(path) as fh, np.errstate(over="ignore"):  # "1e39" -> inf: reported below
+            for number, raw in enumerate(fh, 1):
+                line = _decode(raw, number, path, key)
+                parts = line.rstrip().split(" ")
+                if number == 1 and len(parts) == 2 and all(p.isdigit() for p in parts):
+                    continue  # word2vec header: "count dim"
+                if not line.strip():
+                    continue
+                if len(parts) < dim + 1:
+                    raise _short_line(parts, number, path, key, dim, loaded)
+                token = " ".join(parts[:-dim])
+                idx = vocab.get(token)
+                if idx is None:
+                    continue
+                vec = _vector(parts[-dim:], token, number, path, key)
+                if out is not None:
+                    out[idx] = vec
+                else:
+                    table.data[idx] = torch.from_numpy(vec).to(table.device)
+                loaded += 1
+    except READ_ERRORS as exc:
+        raise UserError(f"{key} {path.name}: cannot read file after line {number}: "
+                        f"{read_problem(exc)}") from None
     return PretrainedStats(loaded, len(vocab), number)
+
+
+def _decode(raw: bytes, number: int, path: Path, key: str) -> str:
+    """Line ``number`` of a vectors file as text (a byte order mark opening the file dropped)."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{key} {path.name}, line {number}: not UTF-8 text ({exc.reason} at byte "
+                        f"{exc.start + 1} of the line: {raw[exc.start:exc.start + 1]!r})") from None
+    return line.removeprefix("\ufeff") if number == 1 else line
+
+
+def _short_line(parts: list[str], number: int, path: Path, key: str, dim: int,
+                loaded: int) -> UserError:
+    """The error for a line with fewer than a token and ``dim`` fields."""
+    if loaded == 0 and number <= 2:  # the first vector: most likely a different dimension
+        return UserError(f"{key} {path.name}, line {number}: vectors have {len(parts) - 1} "
+                         f"values but the token embedding dim is {dim}")
+    return UserError(f"{key} {path.name}, line {number}: expected a token and {dim} "
+                     f"numbers, got {len(parts)} fields")
+
+
+def _vector(values: list[str], token: str, number: int, path: Path, key: str) -> np.ndarray:
+    """The float32 vector of ``token`` on line ``number``: numbers, all finite."""
+    try:
+        vec = np.asarray(values, dtype=np.float32)
+    except ValueError:
+        raise UserError(f"{key} {path.name}, line {number}: the {len(values)} values after token "
+                        f"{token!r} are not all numbers") from None
+    if not np.isfinite(vec).all():
+        bad = values[int(np.flatnonzero(~np.isfinite(vec))[0])]
+        raise UserError(f"{key} {path.name}, line {number}: the vector of token {token!r} holds "
+                        f"{bad[:40]!r}; values must be finite float32 numbers (no nan or inf, "
+                        f"magnitude at most 3.4e+38)")
+    return vec
 
 
 def apply_pretrained(tables: list, configs: list[EncoderConfig], aux_dir: Path | None) -> None:

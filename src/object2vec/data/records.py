@@ -12,6 +12,8 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import zlib
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,11 @@ from object2vec.errors import UserError
 log = logging.getLogger(__name__)
 
 CHUNK_LINES = 16384
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # labels are kept as float32
+GZIP_MAGIC = b"\x1f\x8b"
+# What reading a file can raise besides UnicodeDecodeError: open/IO errors, a bad gzip header or CRC
+# (gzip.BadGzipFile is an OSError), a truncated gzip (EOFError), damaged deflate data (zlib.error).
+READ_ERRORS = (OSError, EOFError, zlib.error)
 
 
 @dataclass
@@ -69,18 +76,82 @@ class RecordRules:
                    hp.is_regression, hp.num_classes)
 
 
+def resolve_in_channel(channel_dir: Path, path: Path, name: str = "") -> Path:
+    """The real location of ``path`` (a path below ``channel_dir``), which must lie inside the
+    channel: one rule for every channel, so that a link cannot bring in data from elsewhere.
+
+    Args:
+        name: how the message names the path (default: its path inside the channel, quoted).
+
+    Raises:
+        UserError: ``path`` is a link leading outside the channel directory, or a link loop.
+    """
+    shown = name or repr(str(path.relative_to(channel_dir)))
+    where = f"{shown} in channel {channel_dir.name!r}"
+    try:
+        root, real = channel_dir.resolve(), path.resolve()
+    except (OSError, RuntimeError):  # a link loop: RuntimeError up to Python 3.12, OSError after
+        raise UserError(f"{where} is a link that cannot be resolved (a loop?)") from None
+    if real != root and root not in real.parents:
+        raise UserError(f"{where} is a link to {real}, outside the channel directory "
+                        f"{channel_dir}; links must stay inside their channel (copy the data in "
+                        f"instead)")
+    return real
+
+
 def channel_files(channel_dir: Path) -> list[Path]:
-    """Every regular, non-hidden file below ``channel_dir``, recursively, in sorted order."""
-    files = [p for p in sorted(channel_dir.rglob("*")) if p.is_file()
-             and not any(part.startswith(".") for part in p.relative_to(channel_dir).parts)]
-    return files
+    """Every regular, non-hidden file below ``channel_dir``, recursively, in sorted order.
+
+    A file link inside the channel is read like a file; a directory link is never descended into
+    (its target's files are read where they are, and a link to a parent would loop). Dangling links
+    are skipped.
+
+    Raises:
+        UserError: a file or directory link leads outside the channel (:func:`resolve_in_channel`).
+    """
+    files = []
+    # os.walk (followlinks=False), not Path.rglob: whether rglob descends into directory links
+    # differs between Python versions, and this rule must not.
+    for dirpath, dirnames, filenames in os.walk(channel_dir):
+        here = Path(dirpath)
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # hidden folders: not walked
+        for name in dirnames:
+            if (here / name).is_symlink():
+                resolve_in_channel(channel_dir, here / name)  # checked, not descended
+        for name in filenames:
+            path = here / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                resolve_in_channel(channel_dir, path)
+            if path.is_file():
+                files.append(path)
+    return sorted(files)
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
 
 
 def open_text(path: Path):
-    """Open a plain or gzip (detected by its magic bytes) text file for reading."""
-    with open(path, "rb") as fh:
-        gz = fh.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", encoding="utf-8") if gz else open(path, encoding="utf-8")
+    """Open a plain or gzip (detected by its magic bytes) UTF-8 text file for reading; a byte order
+    mark opening the file is skipped (utf-8-sig decodes as fast as utf-8)."""
+    if _is_gzip(path):
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+def open_bytes(path: Path):
+    """Open a plain or gzip (detected by its magic bytes) file for reading its bytes."""
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+
+
+def read_problem(exc: BaseException) -> str:
+    """Why reading a file failed, in words, for one of :data:`READ_ERRORS`."""
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return f"damaged or truncated gzip file ({exc})"
+    return str(exc)
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -90,8 +161,10 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
             for number, line in enumerate(fh, 1):
                 if line.strip():
                     yield number, line
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise UserError(f"{path}: cannot read file: {exc}") from None
+    except READ_ERRORS as exc:
+        raise UserError(f"{path}: cannot read file: {read_problem(exc)}") from None
 
 
 class _Builder:
@@ -105,8 +178,8 @@ class _Builder:
         """Parse and append one chunk of lines; on any problem, raise naming the first bad line."""
         try:
             parts = self._parse(chunk)
-        except (ValueError, TypeError, KeyError, OverflowError, AttributeError):
-            parts = None
+        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, RecursionError):
+            parts = None  # RecursionError: json.loads of a line nested too deeply
         if parts is None or not self._in_range(parts):
             for number, line in chunk:  # slow path: find and describe the first bad record
                 _check_record(path, number, line, self.rules)
@@ -141,8 +214,8 @@ class _Builder:
             if ids.size and (ids.min() < 0 or ids.max() >= self.rules.vocab_sizes[side]):
                 return False
         labels = np.frombuffer(parts[4], dtype=np.float64)
-        if self.rules.regression:
-            return bool(np.isfinite(labels).all())
+        if self.rules.regression:  # also False for nan: comparisons with nan are False
+            return bool((np.abs(labels) <= FLOAT32_MAX).all())
         return bool(((labels >= 0) & (labels < self.rules.num_classes)).all())
 
     def finish(self) -> PairData:
@@ -162,13 +235,44 @@ def _empty_parts() -> tuple[array, ...]:
     return array("i"), array("i"), array("q"), array("q"), array("d")
 
 
+def _show(value: object, limit: int = 40) -> str:
+    """``value`` as JSON for a message, cut after ``limit`` characters: a record may hold a
+    1000-digit number, and SageMaker keeps only 1024 characters of a FailureReason."""
+    try:
+        text = json.dumps(value)
+    except (ValueError, RecursionError):  # nested too deeply to print
+        return f"(a {type(value).__name__} nested too deeply to show)"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _json_problem(exc: ValueError) -> str:
+    """What is wrong with a line that json.loads refused."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg} at column {exc.colno}"
+    # e.g. an integer beyond sys.get_int_max_str_digits(); the rest of the message is advice
+    # for Python programmers.
+    return str(exc).split(";")[0]
+
+
+def _is_regression_label(label: object) -> bool:
+    """A number that float32 holds as a finite value (bool is not a number here)."""
+    if isinstance(label, bool) or not isinstance(label, (int, float)):
+        return False
+    try:
+        return abs(float(label)) <= FLOAT32_MAX  # False for nan and inf
+    except OverflowError:  # an int beyond float64
+        return False
+
+
 def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> None:
     """Raise :class:`UserError` naming file, line and problem if this record is invalid."""
     where = f"{path}, line {number}"
     try:
         rec = json.loads(line)
+    except RecursionError:
+        raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
     except ValueError as exc:
-        raise UserError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        raise UserError(f"{where}: not valid JSON ({_json_problem(exc)})") from None
     if not isinstance(rec, dict):
         raise UserError(f"{where}: each line must be a JSON object with in0, in1 and label, "
                         f"got {type(rec).__name__}")
@@ -179,24 +283,25 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
         seq = rec[key]
         if not isinstance(seq, list) or not seq:
             raise UserError(f"{where}: '{key}' must be a non-empty list of integer token ids, got "
-                            f"{json.dumps(seq)[:80]}")
+                            f"{_show(seq, 80)}")
         for tok in seq[: rules.max_seq_lens[side]]:
             if isinstance(tok, bool) or not isinstance(tok, int):
-                raise UserError(f"{where}: '{key}' holds {json.dumps(tok)}, token ids must be integers")
+                raise UserError(f"{where}: '{key}' holds {_show(tok)}, token ids must be integers")
             if tok < 0:
-                raise UserError(f"{where}: '{key}' holds negative token id {tok}")
+                raise UserError(f"{where}: '{key}' holds negative token id {_show(tok)}")
             if tok >= rules.vocab_sizes[side]:
-                raise UserError(f"Inconsistent vocab for {key} found. Vocab id \"{tok}\" is not less "
-                                f"than vocab_size={rules.vocab_sizes[side]} ({where})")
+                raise UserError(f"Inconsistent vocab for {key} found. Vocab id \"{_show(tok)}\" "
+                                f"is not less than vocab_size={rules.vocab_sizes[side]} ({where})")
     if "label" not in rec:
         raise UserError(f"{where}: missing 'label'")
     label = rec["label"]
     if rules.regression:
-        if isinstance(label, bool) or not isinstance(label, (int, float)) or not np.isfinite(label):
-            raise UserError(f"{where}: label {json.dumps(label)} must be a number for "
-                            f"output_layer=mean_squared_error")
+        if not _is_regression_label(label):
+            raise UserError(f"{where}: label {_show(label)} must be a finite number for "
+                            f"output_layer=mean_squared_error (at most {FLOAT32_MAX:.4g} in "
+                            f"magnitude: labels are float32)")
     elif isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < rules.num_classes:
-        raise UserError(f"{where}: label {json.dumps(label)} must be an integer class id in "
+        raise UserError(f"{where}: label {_show(label)} must be an integer class id in "
                         f"[0, {rules.num_classes - 1}] for output_layer=softmax with "
                         f"num_classes={rules.num_classes}")
 
