@@ -357,13 +357,13 @@ def test_missing_or_unreadable_model_fails_fast_with_a_clear_message(tmp_path, c
 
 def test_invalid_environment_fails_fast(tmp_path):
     build_model(tmp_path)
-    server = Server(tmp_path, tmp_path, INFERENCE_PREFERRED_MODE="gpu-only")
+    server = Server(tmp_path, tmp_path, MODEL_SERVER_WORKERS="two")
     try:
         assert server.proc.wait(timeout=START_TIMEOUT_S) == 2
     finally:
         server.stop()
-    assert ("cannot serve: INFERENCE_PREFERRED_MODE='gpu-only' is not one of classification, "
-            "embedding") in server.output()
+    assert ("cannot serve: MODEL_SERVER_WORKERS='two' is not an integer (expected 1..1024)"
+            in server.output())
 
 
 def test_sigterm_stops_gracefully(tmp_path):
@@ -382,7 +382,7 @@ def test_sigterm_stops_gracefully(tmp_path):
     assert "INFERENCE_PREFERRED_MODE=embedding: accepted" in server.output()
 
 
-# -- in process: the app boundary and the environment ----------------------------------------------
+# -- in process: the app boundary (environment: tests/unit/test_serving_environment.py) ------------
 
 
 class _Failing:
@@ -430,40 +430,3 @@ def test_app_takes_a_factory_called_once_and_checks_size_first():
     assert resp.status_code == 200 and resp.content_type == "application/jsonlines"
     assert resp.data == b'{"embeddings": [2.0, 2.0]}\n{"embeddings": [2.0, 2.0]}'
     assert calls == [1]
-
-
-def test_environment_defaults_and_overrides(tmp_path):
-    from object2vec.serving.environment import ServingEnv, cpu_count
-
-    env = ServingEnv.from_env({"SAGEMAKER_BASE_DIR": str(tmp_path)})
-    assert env.model_dir == tmp_path / "model"
-    assert (env.port, env.workers, env.timeout_s, env.max_payload_mb, env.preferred_mode) == (
-        8080, cpu_count(), 60, 6, None)
-    assert env.max_payload_bytes == 6291456
-    env = ServingEnv.from_env({"SAGEMAKER_BIND_TO_PORT": "9090", "MODEL_SERVER_WORKERS": "3",
-                               "MODEL_SERVER_TIMEOUT": "5", "SAGEMAKER_MAX_PAYLOAD_IN_MB": "20",
-                               "INFERENCE_PREFERRED_MODE": "Classification",
-                               "SAGEMAKER_BATCH": "true"})
-    assert (env.port, env.workers, env.timeout_s, env.max_payload_mb, env.preferred_mode,
-            env.batch) == (9090, 3, 5, 20, "classification", True)
-    assert env.torch_threads == max(1, cpu_count() // 3)
-    assert ServingEnv.from_env({"SAGEMAKER_BATCH": "true"}).timeout_s == 600
-    assert ServingEnv.from_env({"SAGEMAKER_MODEL_SERVER_WORKERS": "5"}).workers == 5
-
-
-@pytest.mark.parametrize("name, value, message", [
-    ("MODEL_SERVER_WORKERS", "two", "MODEL_SERVER_WORKERS='two' is not an integer"),
-    ("MODEL_SERVER_WORKERS", "0", "MODEL_SERVER_WORKERS=0 is outside 1..1024"),
-    ("MODEL_SERVER_TIMEOUT", "-1", "MODEL_SERVER_TIMEOUT=-1 is outside"),
-    ("SAGEMAKER_BIND_TO_PORT", "70000", "SAGEMAKER_BIND_TO_PORT=70000 is outside 1..65535"),
-    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "0", "chunked transfer"),
-    ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "SAGEMAKER_MAX_PAYLOAD_IN_MB=101 is outside 1..100"),
-    ("INFERENCE_PREFERRED_MODE", "fast", "INFERENCE_PREFERRED_MODE='fast' is not one of"),
-    ("SAGEMAKER_CONTAINER_LOG_LEVEL", "loud", "SAGEMAKER_CONTAINER_LOG_LEVEL='loud'"),
-])
-def test_environment_errors_name_the_variable(name, value, message):
-    from object2vec.errors import UserError
-    from object2vec.serving.environment import ServingEnv
-
-    with pytest.raises(UserError, match=message):
-        ServingEnv.from_env({name: value})

@@ -28,12 +28,25 @@ def test_every_jsonlines_alias(header):
 
 
 @pytest.mark.parametrize("header", ["text/csv", "application/x-recordio-protobuf", "text/plain",
-                                    "application/octet-stream", "application/jsonlinesx"])
+                                    "application/jsonlinesx", "application/octet-streamx"])
 def test_unsupported_content_type_is_415(header):
     with pytest.raises(UnsupportedMediaType, match="unsupported Content-Type") as err:
         codec.parse_content_type(header)
     assert err.value.status == 415
     assert JSONLINES in str(err.value)
+
+
+@pytest.mark.parametrize("header", ["application/octet-stream", "Application/Octet-Stream",
+                                    "application/octet-stream; infer_max_seqlens=3,4"])
+def test_octet_stream_is_read_as_json_and_answered_as_json(header):
+    """SageMaker Python SDK v2's default Predictor and many boto3 callers send octet-stream."""
+    fmt = codec.parse_content_type(header)
+    assert fmt.mime == JSON
+    assert fmt.max_seqlens == ((3, 4) if "infer" in header else None)
+    json_response = codec.ResponseFormat(JSON, JSON)
+    for accept in (None, "*/*", "application/*"):  # never echoed: the answer is JSON, say so
+        assert codec.negotiate_accept(accept, fmt) == json_response
+    assert codec.negotiate_accept("application/jsonlines", fmt).mime == JSONLINES
 
 
 def test_non_utf8_charset_is_415():
@@ -156,6 +169,49 @@ def test_jsonlines_error_names_the_line():
     assert err.value.status == 400
 
 
+def test_integer_longer_than_python_reads_is_400():
+    """Python refuses to read integers of more than 4300 digits (a ValueError, not a JSON error)."""
+    huge = "9" * 5000
+    with pytest.raises(BadRequest, match="request body is not valid JSON: an integer has more "
+                                         "than 4300 digits") as err:
+        _json(f'[{{"in0": [{huge}]}}]')
+    assert err.value.status == 400
+    with pytest.raises(BadRequest, match="^line 3 is not valid JSON: an integer has more than "
+                                         "4300 digits"):
+        _jsonl(f'{{"in0": [1]}}\n\n{{"in0": [-{huge}]}}\n')
+    assert _json(f'[{{"in0": [{"9" * 4000}]}}]').instances == [{"in0": [int("9" * 4000)]}]
+
+
+@pytest.mark.parametrize("depth", [1000, 5000, 200_000])
+def test_deep_nesting_is_400(depth):
+    """Too deep for Python's json (a RecursionError, not a JSON error): a 400."""
+    nested = "[" * depth + "]" * depth
+    with pytest.raises(BadRequest, match=f"^request body is nested too deeply: more than "
+                                         f"{codec.MAX_NESTING} levels") as err:
+        _json(nested)
+    assert err.value.status == 400
+    with pytest.raises(BadRequest, match=f"^line 2 is nested too deeply: more than "
+                                         f"{codec.MAX_NESTING} levels"):
+        _jsonl(f'{{"in0": [1]}}\n{{"in0": [1], "x": {nested}}}\n{{"in0": [2]}}')
+    with pytest.raises(BadRequest, match="nested too deeply"):
+        _json('{"instances": [{"in0": [1], "x": ' + "{\"a\": " * depth + "1" + "}" * depth + "}]}")
+
+
+def test_nesting_limit_is_exact():
+    """Up to MAX_NESTING levels are read; one more is refused, though json itself could read it."""
+    def body(levels):  # an instance inside {"instances": [...]}: 3 levels, then the rest in "x"
+        return '{"instances": [{"in0": [1], "x": ' + "[" * (levels - 3) + "]" * (levels - 3) + "}]}"
+
+    assert _json(body(codec.MAX_NESTING)).instances[0]["in0"] == [1]
+    with pytest.raises(BadRequest, match=f"^request body is nested too deeply: more than "
+                                         f"{codec.MAX_NESTING} levels"):
+        _json(body(codec.MAX_NESTING + 1))
+    line = "[" * codec.MAX_NESTING + "]" * codec.MAX_NESTING
+    assert len(_jsonl(line + "\n").instances) == 1
+    with pytest.raises(BadRequest, match="^line 2 is nested too deeply"):
+        _jsonl(f"{line}\n[{line}]")
+
+
 @pytest.mark.parametrize("body", ["", "\n\n", "  \r\n"])
 def test_empty_jsonlines_is_400(body):
     with pytest.raises(BadRequest, match="holds no instances"):
@@ -241,6 +297,7 @@ def test_non_finite_values_are_written_as_python_json_does():
 
 
 def test_every_error_carries_its_status():
-    classes = (BadRequest, NotAcceptable, PayloadTooLarge, UnsupportedMediaType)
-    assert [c.status for c in classes] == [400, 406, 413, 415]
+    classes = (BadRequest, NotAcceptable, codec.RequestTimeout, PayloadTooLarge,
+               UnsupportedMediaType)
+    assert [c.status for c in classes] == [400, 406, 408, 413, 415]
     assert all(issubclass(c, codec.RequestError) for c in (BadRequest, PayloadTooLarge))

@@ -3,7 +3,10 @@
 ``/invocations`` is decode (:mod:`~object2vec.serving.codec`) -> predict
 (:mod:`~object2vec.serving.predictor`) -> encode. Errors carrying an HTTP ``status`` become that
 status with the body ``{"error": "<message>"}``; anything else is an internal fault: 500, traceback
-logged. Every error body, 404 and 405 included, is that JSON object.
+logged. Every error body, 404 and 405 included, is that JSON object. A body that cannot be read --
+broken chunked framing (400) or a client that stopped sending (408,
+:class:`~object2vec.serving.worker.TimedReader`) -- is answered and the connection closed: the rest
+of the stream cannot be trusted to start a request.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import logging
 from typing import Any, Callable, Protocol, Sequence
 
 from flask import Flask, Response, request
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import HTTPException
 
 from object2vec.errors import UserError
@@ -22,6 +26,8 @@ log = logging.getLogger(__name__)
 
 DRAIN_LIMIT_BYTES = 128 * 1024 * 1024  # read away at most this much of a refused body
 _CHUNK = 1 << 20
+# Answers after which the connection is closed: the client may still be sending the body.
+_CLOSE_STATUSES = (codec.RequestTimeout.status, codec.PayloadTooLarge.status)
 
 
 class PredictorLike(Protocol):
@@ -39,11 +45,32 @@ def _error(message: str, status: int) -> Response:
     return _json_response({"error": message}, status)
 
 
+class UnreadableBody(codec.BadRequest):
+    """The body's framing is broken (chunked encoding): 400, and the connection is closed."""
+
+
+def _read_chunk(size: int) -> bytes:
+    """Up to ``size`` bytes of the request body; ``b""`` at its end.
+
+    Raises:
+        RequestTimeout: the client stopped sending (the server's read limits).
+        UnreadableBody: gunicorn cannot parse the body (an invalid chunk size or terminator, bad
+            trailers, or a connection closed inside a chunk).
+    """
+    try:
+        return request.stream.read(size)
+    except TimeoutError as exc:  # worker.RequestReadTimeout, or a plain socket timeout
+        raise codec.RequestTimeout(f"timed out reading the request: {exc} "
+                                   "(MODEL_SERVER_READ_TIMEOUT)") from None
+    except (OSError, ParseException) as exc:  # InvalidChunkSize, ChunkMissingTerminator, ...
+        raise UnreadableBody(f"cannot read the request body: {exc}") from None
+
+
 def _read_at_most(limit: int) -> bytes:
     """Up to ``limit`` bytes of the request body (reads until the body ends or the limit)."""
-    stream, parts, total = request.stream, [], 0
+    parts, total = [], 0
     while total < limit:
-        data = stream.read(min(_CHUNK, limit - total))
+        data = _read_chunk(min(_CHUNK, limit - total))
         if not data:
             break
         parts.append(data)
@@ -53,13 +80,17 @@ def _read_at_most(limit: int) -> bytes:
 
 def _drain(limit: int) -> None:
     """Read and drop what is left of the request body (up to ``limit`` bytes): closing a socket with
-    unread data makes the kernel reset the connection, and the client may lose our 413."""
-    stream, left = request.stream, limit
-    while left > 0:
-        data = stream.read(min(_CHUNK, left))
-        if not data:
-            break
-        left -= len(data)
+    unread data makes the kernel reset the connection, and the client may lose our 413. Gives up
+    quietly on a body that cannot be read: the connection is closed after the 413 anyway."""
+    left = limit
+    try:
+        while left > 0:
+            data = _read_chunk(min(_CHUNK, left))
+            if not data:
+                break
+            left -= len(data)
+    except codec.RequestError:
+        pass
 
 
 def _too_large(size: str, max_bytes: int) -> codec.PayloadTooLarge:
@@ -123,7 +154,7 @@ def create_app(predictor: PredictorLike | Callable[[], PredictorLike], *, worker
         status = getattr(exc, "status", 400)
         log.info("%s %s -> %d: %s", request.method, request.path, status, exc)
         resp = _error(str(exc), status)
-        if status == codec.PayloadTooLarge.status:
+        if status in _CLOSE_STATUSES or isinstance(exc, UnreadableBody):
             resp.headers["Connection"] = "close"
         return resp
 

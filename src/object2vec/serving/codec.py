@@ -5,7 +5,12 @@ Requests (``Content-Type``; a missing one is read as ``application/json``):
 
 * ``application/json`` -- ``{"instances": [instance, ...]}`` or a bare ``[instance, ...]``;
 * ``application/jsonlines`` (aliases :data:`JSONLINES_ALIASES`) -- one instance per line; blank
-  lines are skipped and errors name the line.
+  lines are skipped and errors name the line;
+* ``application/octet-stream`` -- read as JSON (never sniffed for JSON Lines), answered as JSON: the
+  type SageMaker Python SDK v2's default ``Predictor`` and many boto3 callers send.
+
+JSON values nested more than :data:`MAX_NESTING` levels, and integers longer than Python reads
+(4300 digits), are 400s like any other invalid JSON.
 
 The parameter ``infer_max_seqlens=<enc0>,<enc1>`` (two integers in 1..5000) truncates the inputs of
 each encoder. Responses are ``{"predictions": [prediction, ...]}`` or one prediction per line (no
@@ -14,13 +19,14 @@ one (or with ``*/*``) the response takes the request's type.
 
 Floats are written with 9 significant digits, enough to read back every float32 exactly.
 
-Every problem raises a :class:`RequestError` carrying its HTTP status (400, 406, 413 or 415).
+Every problem raises a :class:`RequestError` carrying its HTTP status (400, 406, 408, 413 or 415).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -34,9 +40,17 @@ JSON_ALIASES = (JSON, "text/json")
 JSONLINES_ALIASES = (JSONLINES, "application/jsonl", "application/x-jsonlines",
                      "application/x-jsonl", "application/json-lines", "application/x-ndjson",
                      "application/ndjson")
-# Every accepted media type (lower case) -> the format it names.
+# Every media type of a response (lower case) -> the format it names.
 MEDIA_TYPES: dict[str, str] = {**{m: JSON for m in JSON_ALIASES},
                                **{m: JSONLINES for m in JSONLINES_ALIASES}}
+OCTET_STREAM = "application/octet-stream"
+# Request types that say nothing about the body, read as JSON and answered as JSON (not echoed:
+# an "application/octet-stream" answer would hide that it is JSON). JSON Lines must say so.
+READ_AS_JSON = (OCTET_STREAM,)
+# Deepest nesting of arrays and objects read: a request is 4 levels deep ({"instances": [{"in0":
+# [...]}]}); far deeper values are either attacks or bugs, and Python's json (a recursive parser)
+# fails near 1000 levels, and json.dumps of an error message could fail on less.
+MAX_NESTING = 100
 WILDCARDS = ("*/*", "application/*")
 MAX_SEQLENS_PARAM = "infer_max_seqlens"
 MAX_SEQLEN_RANGE = (1, 5000)
@@ -61,6 +75,12 @@ class NotAcceptable(RequestError):
     status = 406
 
 
+class RequestTimeout(RequestError):
+    """The client stopped sending its request (408)."""
+
+    status = 408
+
+
 class PayloadTooLarge(RequestError):
     """Body larger than ``SAGEMAKER_MAX_PAYLOAD_IN_MB`` (413)."""
 
@@ -78,7 +98,7 @@ class RequestFormat:
     """What ``Content-Type`` says: the body's format and the optional truncation lengths."""
 
     mime: str  # JSON or JSONLINES
-    media_type: str  # as sent, lower case, without parameters
+    media_type: str  # answered without Accept: as sent (lower case, no parameters), or JSON
     max_seqlens: tuple[int, int] | None = None  # (enc0, enc1)
 
 
@@ -146,6 +166,8 @@ def parse_content_type(header: str | None) -> RequestFormat:
     """
     media, params = _split_params(header or JSON)
     media = media or JSON
+    if media in READ_AS_JSON:
+        media = JSON
     if media not in MEDIA_TYPES:
         raise UnsupportedMediaType(f"unsupported Content-Type {media!r}: send {SUPPORTED}")
     charset = params.get("charset", "utf-8").lower()
@@ -205,6 +227,49 @@ def _kind(value: Any) -> str:
         type(value), "number")
 
 
+_CONTAINERS = frozenset((list, dict))
+
+
+def _nesting_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep.
+
+    Breadth-first, without recursion (the point is to refuse values too deep to recurse on), and
+    each container's scalars are skipped at C speed: the long id lists cost little.
+    """
+    level = [value] if type(value) in _CONTAINERS else []
+    for _ in range(limit):
+        if not level:
+            return False
+        children: list[Any] = []
+        for node in level:
+            items = node.values() if type(node) is dict else node
+            if not _CONTAINERS.isdisjoint(map(type, items)):
+                children.extend(item for item in items if type(item) in _CONTAINERS)
+        level = children
+    return bool(level)
+
+
+def _too_deep(what: str) -> BadRequest:
+    return BadRequest(f"{what} is nested too deeply: more than {MAX_NESTING} levels of arrays and "
+                      "objects")
+
+
+def _parse(decode: Callable[[str], Any], text: str, what: str) -> Any:
+    """``decode(text)``, with what Python's json refuses beyond the JSON grammar as a 400 naming
+    ``what`` (``"request body"``, ``"line 3"``). A JSONDecodeError is left to the caller."""
+    try:
+        return decode(text)
+    except RecursionError:  # the C parser recurses once per level: fails near 1000
+        raise _too_deep(what) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # JSONDecodeError's base: int() of a literal over Python's limit
+        problem = str(exc)
+        if "integer string conversion" in problem:
+            problem = f"an integer has more than {sys.get_int_max_str_digits()} digits"
+        raise BadRequest(f"{what} is not valid JSON: {problem}") from None
+
+
 def decode_json(body: bytes) -> Decoded:
     """``{"instances": [...]}`` or ``[...]`` -> the instances."""
     text = _text(body)
@@ -212,12 +277,14 @@ def decode_json(body: bytes) -> Decoded:
         raise BadRequest('request body is empty: send {"instances": [{"in0": [...], '
                          '"in1": [...]}]}')
     try:
-        data = json.loads(text)
+        data = _parse(json.loads, text, "request body")
     except json.JSONDecodeError as exc:
         hint = (f"; for one instance per line send Content-Type: {JSONLINES}"
                 if exc.msg == "Extra data" else "")
         raise BadRequest(f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column "
                          f"{exc.colno}{hint}") from None
+    if _nesting_exceeds(data, MAX_NESTING):
+        raise _too_deep("request body")
     if isinstance(data, dict):
         if "instances" not in data:
             keys = ", ".join(json.dumps(k) for k in list(data)[:5])
@@ -242,13 +309,17 @@ def decode_jsonlines(body: bytes) -> Decoded:
         if not line.strip():
             continue
         try:
-            instances.append(decode(line))
+            instances.append(_parse(decode, line, f"line {number}"))
         except json.JSONDecodeError as exc:
             raise BadRequest(f"line {number} is not valid JSON: {exc.msg} at column "
                              f"{exc.colno}") from None
         lines.append(number)
     if not instances:
         raise BadRequest("the request holds no instances (every line is blank)")
+    if _nesting_exceeds(instances, MAX_NESTING + 1):  # all lines at once: one pass, usually
+        first = next(i for i, value in enumerate(instances)
+                     if _nesting_exceeds(value, MAX_NESTING))
+        raise _too_deep(f"line {lines[first]}")
     return Decoded(instances, lines)
 
 

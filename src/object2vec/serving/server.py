@@ -8,7 +8,9 @@ Start-up: the master reads the environment (:mod:`~object2vec.serving.environmen
 model once to check it -- a missing or unreadable model exits with status 2 and one clear line,
 before any worker exists. Then gunicorn forks the workers (no preload: each worker owns its torch
 threads and, on a GPU host, its CUDA context); each worker loads the model and warms it up before it
-takes a request, so ``/ping`` answers 200 only from a worker that holds the model. SIGTERM stops
+takes a request, so ``/ping`` answers 200 only from a worker that holds the model. The workers are
+gunicorn's gthread, bounding the time a request may take to arrive and answering what gunicorn
+refuses in JSON (:mod:`~object2vec.serving.worker`). SIGTERM stops
 gracefully: the workers finish their requests (up to :data:`GRACEFUL_TIMEOUT_S`) and the master
 exits 0.
 """
@@ -24,6 +26,7 @@ from gunicorn.app.base import BaseApplication
 
 from object2vec.errors import UserError
 from object2vec.serving.environment import ServingEnv
+from object2vec.serving.worker import JsonThreadWorker
 
 log = logging.getLogger("object2vec.serving")
 
@@ -86,8 +89,9 @@ def gunicorn_options(env: ServingEnv) -> dict[str, Any]:
     return {
         "bind": [f"0.0.0.0:{env.port}"],
         "workers": env.workers,
-        # gthread: a worker answers /ping from one thread while another computes a long request.
-        "worker_class": "gthread",
+        # gthread: a worker answers /ping from one thread while another computes a long request;
+        # this subclass bounds the time a request may take to arrive and answers refusals in JSON.
+        "worker_class": JsonThreadWorker.configured(env.read_timeout_s, env.read_deadline_s),
         "threads": env.threads,
         "timeout": env.timeout_s,
         "graceful_timeout": GRACEFUL_TIMEOUT_S,
@@ -145,9 +149,9 @@ def main() -> int:
         return EXIT_USER_ERROR
     log.info("model: %s", description)
     log.info("serving on 0.0.0.0:%d: %d worker(s) x %d thread(s), %d torch thread(s) each, "
-             "timeout %d s, max payload %d MB%s", env.port, env.workers, env.threads,
-             env.torch_threads, env.timeout_s, env.max_payload_mb,
-             ", batch transform" if env.batch else "")
+             "timeout %d s, max payload %d MB, request reads within %d s (%d s idle)%s", env.port,
+             env.workers, env.threads, env.torch_threads, env.timeout_s, env.max_payload_mb,
+             env.read_deadline_s, env.read_timeout_s, ", batch transform" if env.batch else "")
     if env.preferred_mode:
         log.info("INFERENCE_PREFERRED_MODE=%s: accepted; the whole model stays on %s, so it "
                  "changes nothing here", env.preferred_mode, "the GPU" if env.gpus else "the CPU")
