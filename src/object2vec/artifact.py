@@ -79,7 +79,7 @@ def load_artifact(model_dir: Path, device: torch.device | str = "cpu") -> Loaded
     missing = [key for key in ("hyperparameters", "state_dict") if not isinstance(blob.get(key), dict)]
     if missing:
         raise UserError(f"{path} is incomplete: it has no {' and no '.join(missing)}")
-    hp = parse_hyperparameters(blob["hyperparameters"])
+    hp = parse_hyperparameters(blob["hyperparameters"], saved=True)  # warned when it was trained
     model = Object2Vec(ModelConfig.from_hyperparameters(hp)).to(device)
     try:
         model.load_state_dict(blob["state_dict"])

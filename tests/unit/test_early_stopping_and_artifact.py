@@ -308,3 +308,19 @@ def test_artifact_whose_weights_do_not_match_is_a_user_error(tmp_path, damage, w
         load_artifact(tmp_path)
     for word in words:
         assert word in str(info.value)
+
+
+@pytest.mark.parametrize("explicit", [False, True], ids=["default-token-dim", "explicit-token-dim"])
+def test_loading_an_artifact_does_not_repeat_the_token_dim_warning(tmp_path, caplog, explicit):
+    """The artifact stores every resolved hyperparameter (also a token dim of 300 that
+    pooled_embedding replaced by enc_dim); loading it, once per server worker, logs nothing."""
+    raw = {"enc0_network": "pooled_embedding"}
+    if explicit:
+        raw["enc0_token_embedding_dim"] = "300"  # the user's own conflicting value
+    hp = artifact_hp(raw)
+    save_artifact(tmp_path, perturbed_model(hp), hp)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        loaded = load_artifact(tmp_path)
+    assert loaded.hyperparameters == hp
+    assert "Inconsistent" not in caplog.text

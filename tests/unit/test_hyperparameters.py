@@ -476,3 +476,71 @@ def test_to_dict_round_trips_through_parse(raw):
     assert again == hp and (again.enc0, again.enc1) == (hp.enc0, hp.enc1)
     as_strings = parse_hyperparameters({k: str(v) for k, v in d.items()})
     assert as_strings == hp and (as_strings.enc0, as_strings.enc1) == (hp.enc0, hp.enc1)
+
+
+# -- numbers too large for a float, or for Python's int-string limit -------------------------------
+
+NUMERIC_KEYS = [k for k, spec in DOCUMENTED.items() if spec[0] in ("int", "float", "layers")]
+HUGE = {
+    "400-digit string": "1" + "0" * 400,  # json.loads gives an int that float() cannot take
+    "negative 400-digit string": "-1" + "0" * 400,
+    "5000-digit string": "1" + "0" * 5000,  # beyond Python's 4300-digit int-string limit
+    "400-digit JSON number": 10 ** 400,  # hyperparameters.json may hold numbers, not strings
+    "5000-digit JSON number": 10 ** 5000,  # repr() of this int raises in Python >= 3.11
+}
+
+
+@pytest.mark.parametrize("key", NUMERIC_KEYS)
+@pytest.mark.parametrize("value", HUGE.values(), ids=HUGE.keys())
+def test_a_huge_number_is_rejected_like_any_bad_value(key, value):
+    """Every numeric kind (int, float, layers) answers a huge number with the same 'must be ...'
+    as for 'abc', names the key, and keeps the message short (the value is abbreviated)."""
+    expected = error_of({**REQUIRED, key: "abc"})
+    msg = error_of({**REQUIRED, key: value})
+    line = next(ln for ln in msg.splitlines() if f"{key}=" in ln)
+    want = next(ln for ln in expected.splitlines() if f"{key}=" in ln)
+    assert line.split(": must be ", 1)[1] == want.split(": must be ", 1)[1]
+    assert "(1 problem)" in msg and len(msg) < 300, msg
+    assert line.lstrip(" -").startswith(f"{key}=") and ("1000" in line or "digits" in line), line
+
+
+# -- the pooled_embedding token-dim warning --------------------------------------------------------
+
+
+def test_pooled_embedding_with_the_default_token_dim_does_not_warn(caplog):
+    """The AWS warning is for a token dim the user set; the default (300) is silently replaced."""
+    with caplog.at_level(logging.WARNING):
+        hp = parse(enc0_network="pooled_embedding", enc_dim="8")
+        parse(enc0_network="pooled_embedding", enc_dim="8", enc1_network="pooled_embedding",
+              **ENC1_OWN)
+    assert "Inconsistent" not in caplog.text
+    assert hp.enc0.token_embedding_dim == hp.enc1.token_embedding_dim == 8
+
+
+def test_the_token_dim_warning_names_only_the_side_the_user_set(caplog):
+    """Only enc1's explicit token dim conflicts (enc0's is the default): one warning, for enc1."""
+    with caplog.at_level(logging.WARNING):
+        parse(enc0_network="pooled_embedding", enc_dim="8", enc1_network="pooled_embedding",
+              **ENC1_OWN, enc1_token_embedding_dim="30")
+    warnings = [r.getMessage() for r in caplog.records if "Inconsistent" in r.getMessage()]
+    assert len(warnings) == 1 and "enc1: 8 vs 30" in warnings[0], warnings
+
+
+def test_reparsing_saved_hyperparameters_does_not_warn_again(caplog):
+    """A resolved map this container wrote (artifact, checkpoint) is parsed with saved=True: the
+    user was warned when the job started, not again in every server worker."""
+    hp = parse(enc0_network="pooled_embedding", enc_dim="8", enc0_token_embedding_dim="300")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        again = parse_hyperparameters(hp.to_dict(), saved=True)
+    assert again == hp
+    assert "Inconsistent" not in caplog.text
+
+
+@pytest.mark.parametrize("key", sorted(DOCUMENTED))
+def test_a_number_past_the_int_string_limit_is_rejected_for_every_key(key):
+    """Keys of other kinds (choices, booleans, file names) read the value as text: a 5000-digit
+    JSON number, which Python cannot turn into text, is just another bad value."""
+    msg = error_of({**REQUIRED, key: 10 ** 5000, **context_for(key, "x")})
+    line = next(ln for ln in msg.splitlines() if f"{key}=" in ln)
+    assert "digits" in line and ": must be " in line, line

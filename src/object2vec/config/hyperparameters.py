@@ -279,9 +279,16 @@ def _decode(value: Any) -> Any:
 def _to_number(value: Any, spec: Spec) -> float | int:
     if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
         raise _Invalid(spec.allowed())
+    if isinstance(value, int):
+        # compared exactly: float() of an int over ~309 digits raises OverflowError (json.loads
+        # turns "1000...0" into such an int), and every allowed value fits a float anyway
+        if (spec.low is not None and value < spec.low) or \
+                (spec.high is not None and value > spec.high):
+            raise _Invalid(spec.allowed())
+        return value if spec.kind != "float" else float(value)
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        number = float(value)  # a string: "abc", "4e-4", or digits past the int-string limit
+    except (TypeError, ValueError, OverflowError):
         raise _Invalid(spec.allowed()) from None
     if not math.isfinite(number):
         raise _Invalid(spec.allowed())
@@ -294,6 +301,14 @@ def _to_number(value: Any, spec: Spec) -> float | int:
     return number
 
 
+def _text(value: Any, spec: Spec) -> str:
+    """``str(value)``; an int past Python's 4300-digit limit has no text and is just invalid."""
+    try:
+        return str(value)
+    except ValueError:
+        raise _Invalid(spec.allowed()) from None
+
+
 def _convert(value: Any, spec: Spec) -> Any:
     """Convert one decoded value to the spec's type, or raise :class:`_Invalid`."""
     if spec.kind in ("int", "float"):
@@ -301,12 +316,12 @@ def _convert(value: Any, spec: Spec) -> Any:
     if spec.kind == "bool":
         if isinstance(value, bool):
             return value
-        text = str(value).strip().lower()
+        text = _text(value, spec).strip().lower()
         if text in ("true", "false"):
             return text == "true"
         raise _Invalid(spec.allowed())
     if spec.kind == "choice":
-        text = str(value).strip().lower()
+        text = _text(value, spec).strip().lower()
         if text not in spec.choices:
             raise _Invalid(spec.allowed())
         return text
@@ -315,27 +330,44 @@ def _convert(value: Any, spec: Spec) -> Any:
             return None
         return _to_number(value, spec)
     if spec.kind == "comparators":
-        items = [p.strip().lower() for p in str(value).split(",")]
+        items = [p.strip().lower() for p in _text(value, spec).split(",")]
         if not items or any(p not in COMPARATORS for p in items) or len(set(items)) != len(items):
             raise _Invalid(spec.allowed())
         return tuple(items)
     if spec.kind == "filename":
-        text = "" if value is None else str(value).strip()
+        text = "" if value is None else _text(value, spec).strip()
         if text and (not FILE_NAME.fullmatch(text) or text in (".", "..")):
             raise _Invalid(spec.allowed())
         return text
     raise AssertionError(f"unknown spec kind {spec.kind}")
 
 
+MAX_SHOWN = 40  # characters of a value quoted in an error message
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)``, abbreviated when long: the failure reason SageMaker shows is 1024
+    characters, and a 5000-digit value must not crowd out the other problems."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int past Python's 4300-digit limit cannot even be printed
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN - 8]}...{text[-4:]} ({len(text)} characters)"
+
+
 def _is_ignored(key: str) -> bool:
     return key in IGNORED_KEYS or key.startswith(IGNORED_PREFIXES)
 
 
-def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
+def parse_hyperparameters(raw: Mapping[str, Any], saved: bool = False) -> Hyperparameters:
     """Parse SageMaker's hyperparameter map into :class:`Hyperparameters`.
 
     Args:
         raw: ``hyperparameters.json`` as loaded (values usually strings).
+        saved: ``raw`` is a resolved map this container wrote (:meth:`Hyperparameters.to_dict` in an
+            artifact): the user was warned about it when the job ran, so nothing is logged again.
 
     Returns:
         The validated, resolved hyperparameters.
@@ -354,13 +386,14 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
             try:
                 values[key] = _convert(_decode(value), SPECS[key])
             except _Invalid as exc:
-                problems.append(f"{key}={value!r}: must be {exc}")
+                problems.append(f"{key}={_shown(value)}: must be {exc}")
         elif key in WARNED_KEYS:
-            log.warning("Ignoring hyperparameter %s=%r: it has no meaning for Object2Vec", key, raw[key])
+            log.warning("Ignoring hyperparameter %s=%s: it has no meaning for Object2Vec", key,
+                        _shown(raw[key]))
         elif not _is_ignored(key):
             close = difflib.get_close_matches(key, SPECS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{key}={raw[key]!r}: unknown hyperparameter{hint}")
+            problems.append(f"{key}={_shown(raw[key])}: unknown hyperparameter{hint}")
     for key, spec in SPECS.items():
         if key not in values and key not in raw:
             if spec.required:
@@ -377,14 +410,25 @@ def parse_hyperparameters(raw: Mapping[str, Any]) -> Hyperparameters:
                     values["bucket_width"])
         values["bucket_width"] = 0
     hp = Hyperparameters(**values)
+    if not saved:
+        _warn_token_dim_overridden(hp, raw)
+    return hp
+
+
+def _warn_token_dim_overridden(hp: Hyperparameters, raw: Mapping[str, Any]) -> None:
+    """AWS's warning when pooled_embedding replaces a token dim the user set with ``enc_dim``.
+
+    Only a key present in ``raw`` counts: the default (300) is replaced silently, or every
+    pooled_embedding job would warn about a value nobody chose.
+    """
     for side in (0, 1):
-        enc = hp.encoder(side)
-        declared = getattr(hp, f"enc{0 if hp.enc1_network == 'enc0' else side}_token_embedding_dim")
-        if enc.network == "pooled_embedding" and declared != hp.enc_dim:
+        cloned = side == 1 and hp.enc1_network == "enc0"  # enc1 then takes enc0's value
+        key = f"enc{0 if cloned else side}_token_embedding_dim"
+        declared = getattr(hp, key)
+        if key in raw and hp.encoder(side).network == "pooled_embedding" and declared != hp.enc_dim:
             log.warning("Inconsistent enc_dim and token_embedding_dim found for token-embedding-encoder "
                         "enc%d: %d vs %d. Setting token embedding dim to be %d",
                         side, hp.enc_dim, declared, hp.enc_dim)
-    return hp
 
 
 def _cross_key_problems(v: dict[str, Any]) -> list[str]:

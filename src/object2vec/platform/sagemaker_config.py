@@ -34,6 +34,15 @@ def _toolkit_files():
     return files
 
 
+def _int_or_digits(text: str) -> int | str:
+    """A JSON integer, or its digits as a string when Python refuses to convert that many (over
+    ``sys.get_int_max_str_digits()``, 4300): the reader of the key then rejects it by name."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def read_json_file(path: Path, what: str) -> Any:
     """Read one SageMaker JSON config file; a missing or malformed file is a :class:`UserError`."""
     if not path.is_file():
@@ -43,6 +52,10 @@ def read_json_file(path: Path, what: str) -> Any:
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
                         f"{exc.msg}") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
+    except ValueError:  # valid JSON with an integer past Python's int-string limit: keep its digits
+        return json.loads(path.read_text(encoding="utf-8"), parse_int=_int_or_digits)
 
 
 def read_hyperparameters(paths: SageMakerPaths) -> dict[str, Any]:
@@ -60,9 +73,15 @@ def read_input_data_config(paths: SageMakerPaths) -> dict[str, dict[str, Any]]:
     """``inputdataconfig.json`` (channel name -> settings); empty when absent (local runs)."""
     if not paths.input_data_config_file.exists():
         return {}
-    data = read_json_file(paths.input_data_config_file, "input data config")
+    path = paths.input_data_config_file
+    data = read_json_file(path, "input data config")
     if not isinstance(data, dict):
-        raise UserError(f"input data config {paths.input_data_config_file} must hold a JSON object")
+        raise UserError(f"input data config {path} must hold a JSON object")
+    for name, settings in data.items():
+        if not isinstance(settings, dict):
+            raise UserError(f"input data config {path}: channel {name!r} must map to an object of "
+                            f"settings (e.g. {{\"TrainingInputMode\": \"File\"}}), got "
+                            f"{type(settings).__name__} {json.dumps(settings)[:60]}")
     return data
 
 

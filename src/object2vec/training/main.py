@@ -25,11 +25,14 @@ from object2vec.artifact import save_artifact
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
 from object2vec.data.records import PairData, RecordRules, load_channel
 from object2vec.errors import UserError
+from object2vec.platform.memory import device_available, host_available
 from object2vec.platform.paths import SageMakerPaths
 from object2vec.platform.sagemaker_config import (read_hyperparameters, read_input_data_config,
                                                   read_resource_config)
 from object2vec.reporting.report import write_report
+from object2vec.training.checkpoint import channel_digests, combine_digests
 from object2vec.training.distributed import DistEnv, WorldPlan, launch, plan_world
+from object2vec.training.memory import check_fits, estimate_training_memory, format_bytes
 from object2vec.training.metrics import MetricLogger
 from object2vec.training.trainer import Trainer, TrainingInterrupted, TrainResult
 
@@ -65,6 +68,12 @@ def check_channels(paths: SageMakerPaths, input_config: dict) -> list[str]:
     if "train" not in present or not paths.channel_dir("train").is_dir():
         raise UserError(f"the 'train' channel is required: expected JSON Lines files in "
                         f"{paths.channel_dir('train')}")
+    # a declared channel that SageMaker did not deliver must not vanish (a validation channel
+    # silently gone changes what early stopping watches)
+    for name in sorted(input_config):
+        if not paths.channel_dir(name).is_dir():
+            raise UserError(f"channel {name!r} is listed in {paths.input_data_config_file} but its "
+                            f"folder {paths.channel_dir(name)} does not exist")
     return [c for c in DATA_CHANNELS if paths.channel_dir(c).is_dir()]
 
 
@@ -76,6 +85,40 @@ def load_channels(paths: SageMakerPaths, hp: Hyperparameters, names: list[str]) 
         channels[name] = load_channel(paths.channel_dir(name), rules)
         log.info("channel %s: %d records", name, len(channels[name]))
     return channels
+
+
+def check_memory(hp: Hyperparameters, dist: DistEnv) -> None:
+    """Fail with a :class:`UserError` before the model is built if it cannot fit: in the GPU's free
+    memory, or in the host's for every process of this host (each holds its own model; on a GPU
+    the model is still built on the host first). Runs on every rank before any builds anything."""
+    estimate = estimate_training_memory(hp, distributed=dist.distributed)
+    host = host_available()
+    if dist.device.type == "cuda":
+        check_fits(estimate, device_available(dist.device))
+        if host is not None:
+            check_fits(estimate, host, dist.local_world_size, need=estimate.weights,
+                       what="the weights, built on the host before they move to the GPU")
+    elif host is not None:
+        check_fits(estimate, host, dist.local_world_size)
+    log.info("memory: about %s per process for weights, gradients, optimizer state and the best "
+             "epoch's copy (%s)", format_bytes(estimate.total),
+             "available unknown" if host is None else f"{format_bytes(host.bytes)} on the host")
+
+
+def data_digest(paths: SageMakerPaths, names: list[str], dist: DistEnv
+                ) -> dict[str, list[str]] | None:
+    """The digest of the job's data for the checkpoint's fingerprint: every data channel and the
+    auxiliary channel, from every host (a ``ShardedByS3Key`` channel differs per host). None when
+    the job does not checkpoint. A collective: every rank calls it; each host's first rank reads."""
+    if not dist.any(paths.checkpoint_dir.is_dir()):
+        return None
+    mine = None
+    if dist.local_rank == 0:  # the host's other ranks see the same files
+        folders = {name: paths.channel_dir(name) for name in names}
+        if paths.channel_dir("auxiliary").is_dir():  # vocabularies and pretrained vectors
+            folders["auxiliary"] = paths.channel_dir("auxiliary")
+        mine = channel_digests(folders)
+    return combine_digests(dist.all_gather_object(mine))
 
 
 def _agreed(dist: DistEnv, step: Callable[[], T]) -> T:
@@ -104,9 +147,12 @@ def run(paths: SageMakerPaths, dist: DistEnv = DistEnv(),
         hp = parse_hyperparameters(read_hyperparameters(paths))
         input_config = read_input_data_config(paths)
         names = check_channels(paths, input_config)
-        return hp, input_config, load_channels(paths, hp, names)
+        channels = load_channels(paths, hp, names)
+        check_memory(hp, dist)  # after the data is in memory, before the model is
+        return hp, input_config, channels
 
     hp, input_config, channels = _agreed(dist, setup)
+    digest = data_digest(paths, list(channels), dist)
     log.info("hyperparameters: %s", json.dumps(hp.to_dict(), sort_keys=True))
     log.info("enc0: %s", hp.enc0)
     log.info("enc1: %s", hp.enc1)
@@ -121,7 +167,7 @@ def run(paths: SageMakerPaths, dist: DistEnv = DistEnv(),
 
     trainer = _agreed(dist, lambda: Trainer(
         hp, channels, metrics, device=dist.device, auxiliary_dir=paths.channel_dir("auxiliary"),
-        dist=dist, sharded=sharded, checkpoint_dir=paths.checkpoint_dir,
+        dist=dist, sharded=sharded, checkpoint_dir=paths.checkpoint_dir, data_digest=digest,
         stop_requested=stop_requested, on_epoch_end=report))
     trainer.resume()
     log.info("training on %s: %d parameters", dist.device,

@@ -34,7 +34,8 @@ from object2vec.data.batching import Batch, EpochSampler, sequential_plan
 from object2vec.data.records import PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.object2vec import ModelConfig, Object2Vec
-from object2vec.training.checkpoint import load_checkpoint, save_checkpoint
+from object2vec.training.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, CheckpointUnusable,
+                                            load_checkpoint, save_checkpoint)
 from object2vec.training.distributed import DistEnv
 from object2vec.training.early_stopping import EarlyStopping
 from object2vec.training.metrics import MetricLogger
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 
 SEED = 0
 EVAL_BATCH_SIZE = 4096
-CHECKPOINT_VERSION = 1
 STOP_CHECK_EVERY = 8  # steps between checks for SIGTERM when several processes must agree
 
 
@@ -100,8 +100,11 @@ class Trainer:
                  device: torch.device | str = "cpu", seed: int = SEED,
                  auxiliary_dir: Path | None = None, dist: DistEnv | None = None,
                  sharded: frozenset[str] = frozenset(), checkpoint_dir: Path | None = None,
+                 data_digest: dict[str, list[str]] | None = None,
                  stop_requested: Callable[[], bool] = lambda: False,
                  on_epoch_end: Callable[[TrainResult], None] = lambda result: None) -> None:
+        """``data_digest``: the job's data (``object2vec.training.checkpoint.combine_digests``),
+        kept in every checkpoint's fingerprint beside the hyperparameters."""
         if "train" not in channels:
             raise UserError("the 'train' channel is required")
         self.hp, self.channels, self.metrics = hp, channels, metrics
@@ -109,6 +112,7 @@ class Trainer:
         self.device = torch.device(device)
         self.sharded = sharded
         self.checkpoint_dir = checkpoint_dir
+        self.fingerprint = {"hyperparameters": _plain(hp.to_dict()), "data": data_digest or {}}
         self.stop_requested = stop_requested
         self.on_epoch_end = on_epoch_end
         if hp.mini_batch_size < self.dist.world_size:
@@ -267,7 +271,7 @@ class Trainer:
             return
         if self.dist.is_main:
             state = {
-                "version": CHECKPOINT_VERSION, "hyperparameters": _plain(self.hp.to_dict()),
+                "version": CHECKPOINT_VERSION, "fingerprint": self.fingerprint,
                 "epoch": epoch, "next_batch": next_batch,
                 "partial_totals": {k: float(v) for k, v in (totals or {}).items()},
                 "model": self.model.state_dict(),
@@ -282,22 +286,18 @@ class Trainer:
         self.dist.any(False)  # barrier: nobody exits while rank 0 is still writing
 
     def resume(self) -> bool:
-        """Load the latest checkpoint, if any (rank 0's copy, sent to every rank). True if resumed."""
+        """Load the checkpoint if this job wrote it (rank 0 decides and sends it to every rank).
+
+        Another job's checkpoint (other hyperparameters or data: a second job with the same
+        ``checkpoint_s3_uri``) or an unusable file is not resumed: one WARNING says why, training
+        starts from scratch and overwrites the checkpoint as it goes. True if resumed.
+        """
         if self.checkpoint_dir is None:
             return False
-        state = load_checkpoint(self.checkpoint_dir) if self.dist.is_main else None
+        state = self._own_checkpoint() if self.dist.is_main else None
         state = self.dist.broadcast_object(state)
         if state is None:
             return False
-        saved = state["hyperparameters"]
-        now = _plain(self.hp.to_dict())
-        # a key the checkpoint lacks (added to the container after it was written) had its default
-        changed = sorted(k for k in set(saved) | set(now)
-                         if saved.get(k, _default(k)) != now.get(k, _default(k)))
-        if changed:
-            raise UserError(f"the checkpoint in {self.checkpoint_dir} was written with different "
-                            f"hyperparameters ({', '.join(changed)}); restore them or remove the "
-                            f"checkpoint to start over")
         self.model.load_state_dict(state["model"])
         if self.optimizer is not None:
             self.optimizer.load_state_dict(state["optimizer"])
@@ -311,6 +311,23 @@ class Trainer:
         torch.set_rng_state(state["rng"])
         log.info("resumed from checkpoint: epoch %d, batch %d", self.start_epoch, self.start_batch)
         return True
+
+    def _own_checkpoint(self) -> dict | None:
+        """The checkpoint's state if it can be resumed by this job, else None (warned)."""
+        path = self.checkpoint_dir / CHECKPOINT_FILE
+        try:
+            state = load_checkpoint(self.checkpoint_dir)
+            if state is None:
+                return None
+            why = _fingerprint_difference(state["fingerprint"], self.fingerprint)
+            if why is None:
+                _check_weights(state["model"], self.model.state_dict())
+                return state
+        except CheckpointUnusable as exc:
+            why = f"it is not a usable checkpoint: {exc}"
+        log.warning("not resuming from checkpoint %s: %s; training from scratch (the checkpoint "
+                    "is overwritten as training goes)", path, why)
+        return None
 
     # -- the run ------------------------------------------------------------------------------------------
 
@@ -364,6 +381,39 @@ class Trainer:
 def _default(key: str):
     spec = SPECS.get(key)
     return None if spec is None else spec.default
+
+
+def _fingerprint_difference(saved: dict, now: dict) -> str | None:
+    """Why a checkpoint's fingerprint is another job's (None if it is this one's)."""
+    if not isinstance(saved, dict):
+        raise CheckpointUnusable("its fingerprint is not a mapping")
+    reasons = []
+    old, new = saved.get("hyperparameters") or {}, now["hyperparameters"]
+    # a key the checkpoint lacks (added to the container after it was written) had its default
+    changed = sorted(k for k in set(old) | set(new)
+                     if old.get(k, _default(k)) != new.get(k, _default(k)))
+    if changed:
+        shown = ", ".join(f"{k} {old.get(k, _default(k))!r} -> {new.get(k, _default(k))!r}"
+                          for k in changed[:6])
+        reasons.append(f"it was written with other hyperparameters ({shown}"
+                       f"{', ...' if len(changed) > 6 else ''})")
+    old, new = saved.get("data") or {}, now["data"]
+    channels = sorted(c for c in set(old) | set(new) if old.get(c) != new.get(c))
+    if channels:
+        reasons.append(f"the data of channel{'s' * (len(channels) > 1)} "
+                       f"{', '.join(map(repr, channels))} differs from the data it was trained on")
+    return "; ".join(reasons) or None
+
+
+def _check_weights(saved: dict, model: dict[str, torch.Tensor]) -> None:
+    """Raise :class:`CheckpointUnusable` unless the saved weights load into ``model``'s state (a
+    damaged file whose fingerprint still matches would otherwise fail half-way through loading)."""
+    if not isinstance(saved, dict) or saved.keys() != model.keys():
+        raise CheckpointUnusable("its weights are not this model's (other parameter names)")
+    for key, value in model.items():
+        if not isinstance(saved[key], torch.Tensor) or saved[key].shape != value.shape:
+            raise CheckpointUnusable(f"its weight {key} has another shape than this model's "
+                                     f"{tuple(value.shape)}")
 
 
 def _plain(params: dict) -> dict:
