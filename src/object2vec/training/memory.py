@@ -24,15 +24,18 @@ estimate is therefore a floor: a model over it cannot train, one under it may st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable
 
-from object2vec.config.hyperparameters import EncoderConfig, Hyperparameters
+import torch
+
+from object2vec.config.hyperparameters import Hyperparameters
 from object2vec.errors import UserError
+from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.platform.memory import Available
 
 BYTES = 4  # float32
 DENSE_STATES = {"adam": 2, "adadelta": 2, "adagrad": 1, "rmsprop": 1, "sgd": 0}
 LAZY_STATES = {"adam": 2, "adagrad": 1, "sgd": 0}  # row_sparse: per-row state of the whole table
-COMPARATOR_WIDTH = {"hadamard": 1, "concat": 2, "abs_diff": 1}  # in units of enc_dim
 GiB = 1024 ** 3
 
 
@@ -78,35 +81,6 @@ class MemoryEstimate:
         return sorted(self.parts, key=lambda p: -(p.values + p.buffers))[:n]
 
 
-def _encoder_values(cfg: EncoderConfig, enc_dim: int) -> int:
-    """Parameters of one encoder (``object2vec.model.encoders``), weights and biases."""
-    if cfg.network == "pooled_embedding":
-        return 0
-    if cfg.network == "hcnn":
-        dims = [cfg.token_embedding_dim] + [enc_dim] * cfg.layers
-        convs = sum(enc_dim * dims[i] * cfg.cnn_filter_width + enc_dim for i in range(cfg.layers))
-        return convs + enc_dim * cfg.layers * enc_dim + enc_dim  # + projection of the levels
-    if cfg.network == "bilstm":
-        hidden = max(1, enc_dim // 2)
-        total = 0
-        for layer in range(cfg.layers):
-            inputs = cfg.token_embedding_dim if layer == 0 else 2 * hidden
-            # per direction: W_ih (4H, in), W_hh (4H, H), b_ih and b_hh (4H,)
-            total += 2 * (4 * hidden * inputs + 4 * hidden * hidden + 2 * 4 * hidden)
-        return total + 2 * hidden * enc_dim + enc_dim  # + projection
-    raise AssertionError(f"unknown encoder network {cfg.network}")
-
-
-def _mlp_values(hp: Hyperparameters) -> int:
-    """The comparator's output through ``mlp_layers`` hidden layers to the output layer."""
-    width = hp.enc_dim * sum(COMPARATOR_WIDTH[c] for c in hp.comparator_list)
-    total = 0
-    for _ in range(hp.mlp_layers):
-        total += width * hp.mlp_dim + hp.mlp_dim
-        width = hp.mlp_dim
-    return total + width * hp.num_outputs + hp.num_outputs
-
-
 def _size_keys(hp: Hyperparameters, side: int) -> tuple[str, str]:
     """The hyperparameters that size encoder ``side``'s table (enc0's when enc1 clones it)."""
     src = 0 if side == 1 and hp.enc1_network == "enc0" else side
@@ -115,24 +89,30 @@ def _size_keys(hp: Hyperparameters, side: int) -> tuple[str, str]:
     return f"enc{src}_vocab_size", dim
 
 
+def _count(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() for t in tensors)
+
+
 def model_parts(hp: Hyperparameters) -> list[Part]:
-    """The model's blocks as :class:`~object2vec.model.object2vec.Object2Vec` builds them."""
+    """The model's blocks, counted on the model itself built on PyTorch's ``meta`` device, which
+    gives every parameter its shape but allocates no storage (so no second copy of the
+    architecture's arithmetic to keep in step with ``object2vec.model``)."""
+    with torch.device("meta"):
+        model = Object2Vec(ModelConfig.from_hyperparameters(hp))
     tied = hp.tied_token_embedding_weight
     lazy = hp.token_embedding_storage_type == "row_sparse"
     parts = []
-    for side in (0,) if tied else (0, 1):
-        enc = hp.encoder(side)  # a tied table is enc0's
-        frozen = bool(enc.pretrained_embedding_file) and enc.freeze_pretrained_embedding
-        parts.append(Part(f"enc{side} token embedding", enc.vocab_size * enc.token_embedding_dim,
-                          (enc.vocab_size, enc.token_embedding_dim), trainable=not frozen,
-                          lazy=lazy, buffers=enc.vocab_size if hp.token_weighting != "none" else 0,
-                          tied=tied, keys=_size_keys(hp, side)))
-    for side in (0, 1):
+    for side, table in enumerate(model.embeddings):  # one table when tied: enc0's
         enc = hp.encoder(side)
-        values = _encoder_values(enc, hp.enc_dim)
+        frozen = bool(enc.pretrained_embedding_file) and enc.freeze_pretrained_embedding
+        parts.append(Part(f"enc{side} token embedding", table.weight.numel(),
+                          tuple(table.weight.shape), trainable=not frozen, lazy=lazy,
+                          buffers=_count(table.buffers()), tied=tied, keys=_size_keys(hp, side)))
+    for side, encoder in enumerate(model.encoders):
+        values = _count(encoder.parameters())
         if values:
-            parts.append(Part(f"enc{side} {enc.network} encoder", values))
-    parts.append(Part("mlp", _mlp_values(hp)))
+            parts.append(Part(f"enc{side} {hp.encoder(side).network} encoder", values))
+    parts.append(Part("mlp", _count(model.mlp.parameters()) + _count(model.comparator.parameters())))
     return parts
 
 
