@@ -19,15 +19,16 @@ ARG BASE_DIGEST=
 FROM ${BASE_IMAGE}${BASE_DIGEST:+@}${BASE_DIGEST} AS deps
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# gcc and headers: sagemaker-training is published as a source distribution with a C extension.
+# No compiler: every pin in requirements.txt installs from a wheel (--only-binary below enforces it).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev gcc \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
+# requirements.txt only: test and developer tools (requirements-dev.txt) stay out of the image.
 COPY requirements.txt /tmp/requirements.txt
 # torch==2.13.0 stays pinned: the PyTorch index's 2.13.0+cu128 satisfies it and is preferred.
-RUN pip install --extra-index-url "${TORCH_INDEX_URL}" -r /tmp/requirements.txt \
+RUN pip install --only-binary=:all: --extra-index-url "${TORCH_INDEX_URL}" -r /tmp/requirements.txt \
     && python -c "import torch; assert torch.version.cuda, 'expected a CUDA build of torch'"
 
 # ---- runtime ------------------------------------------------------------------------------------

@@ -14,7 +14,13 @@ class Object2VecError(Exception):
 
 
 class UserError(Object2VecError):
-    """The user can fix this: bad hyperparameters, malformed data, a missing channel or file."""
+    """The user can fix this: bad hyperparameters, malformed data, a missing channel or file.
+
+    ``status`` is the HTTP status the server answers it with: 400 (a bad request), unless a subclass
+    says otherwise (406, 408, 413, 415: :mod:`object2vec.serving.codec`).
+    """
+
+    status = 400
 
 
 class AlgorithmError(Object2VecError):

@@ -1,7 +1,8 @@
 """The ``local_test/`` harness end to end, without Docker: ``make_test_dir.py --quick`` writes a
 MovieLens tree, ``train_local.sh --no-docker`` trains on it, ``serve_local.sh --no-docker`` serves
 it on a free port, and ``predict.sh`` sends every sample payload (with curl, then with its Python
-fallback).
+fallback). ``invoke_endpoint.py`` sends the same payloads to a deployed endpoint with boto3, checked
+offline with botocore's Stubber.
 
 One module-scoped server serves all the requests; the whole module takes well under a minute.
 """
@@ -9,6 +10,7 @@ One module-scoped server serves all the requests; the whole module takes well un
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import math
 import shutil
@@ -266,3 +268,94 @@ def test_news_articles_pairs_and_vocabulary(datasets_module):
     assert all(0 <= t < vocab.size for r in records for t in r["in0"] + r["in1"])
     with pytest.raises(ValueError):
         ds.build_vocabulary([["a"]], min_count=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# local_test/invoke_endpoint.py: the same payloads sent to a deployed endpoint through boto3's
+# sagemaker-runtime client, checked offline with botocore's Stubber (no network, no credentials)
+
+
+def load_local_test_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"local_test_{name}", LOCAL_TEST / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def stubbed_runtime(monkeypatch):
+    """A real ``sagemaker-runtime`` client whose calls botocore's Stubber answers."""
+    boto3 = pytest.importorskip("boto3")
+    from botocore.stub import Stubber
+
+    for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    client = boto3.client("sagemaker-runtime", region_name="us-east-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    with Stubber(client) as stubber:
+        yield client, stubber
+        stubber.assert_no_pending_responses()
+
+
+def stub_body(data: bytes):
+    from botocore.response import StreamingBody
+
+    return StreamingBody(io.BytesIO(data), len(data))
+
+
+@pytest.mark.parametrize("name,content_type", [
+    ("scores.json", "application/json"), ("scores.jsonl", "application/jsonlines"),
+    ("embeddings.json", "application/json"), ("embeddings.jsonl", "application/jsonlines")])
+def test_invoke_endpoint_sends_the_payload_files_as_predict_sh_does(stubbed_runtime, capsys, name,
+                                                                   content_type):
+    client, stubber = stubbed_runtime
+    invoke = load_local_test_module("invoke_endpoint")
+    answer = b'{"predictions": [{"scores": [3.5]}]}'
+    stubber.add_response("invoke_endpoint",
+                         {"Body": stub_body(answer), "ContentType": content_type},
+                         expected_params={"EndpointName": "o2v", "ContentType": content_type,
+                                          "Body": (PAYLOADS / name).read_bytes()})
+    assert invoke.main(["o2v", str(PAYLOADS / name)], client=client) == 0
+    assert capsys.readouterr().out == answer.decode() + "\n"
+
+
+def test_invoke_endpoint_default_payload_accept_and_explicit_content_type(stubbed_runtime, capsys,
+                                                                         monkeypatch):
+    client, stubber = stubbed_runtime
+    invoke = load_local_test_module("invoke_endpoint")
+    monkeypatch.setenv("ACCEPT", "application/jsonlines")
+    body = (PAYLOADS / "scores.json").read_bytes()
+    for request in ({"ContentType": "application/json", "Accept": "application/jsonlines"},
+                    {"ContentType": "text/plain", "Accept": "application/json"}):
+        stubber.add_response("invoke_endpoint", {"Body": stub_body(b"{}")},
+                             expected_params={"EndpointName": "o2v", "Body": body, **request})
+    assert invoke.main(["o2v"], client=client) == 0  # payloads/scores.json, Accept from $ACCEPT
+    assert invoke.main(["o2v", str(PAYLOADS / "scores.json"), "text/plain", "--accept",
+                        "application/json"], client=client) == 0
+    assert capsys.readouterr().out == "{}\n{}\n"
+
+
+def test_invoke_endpoint_reports_model_and_service_errors(stubbed_runtime, capsys):
+    client, stubber = stubbed_runtime
+    invoke = load_local_test_module("invoke_endpoint")
+    stubber.add_client_error("invoke_endpoint", service_error_code="ModelError",
+                             service_message="Received client error (400) from primary",
+                             http_status_code=424,
+                             modeled_fields={"OriginalStatusCode": 400,
+                                             "OriginalMessage": '{"error": "Inconsistent vocab"}'})
+    stubber.add_client_error("invoke_endpoint", service_error_code="ValidationError",
+                             service_message="Endpoint o2v of account 1 not found.",
+                             http_status_code=400)
+    assert invoke.main(["o2v"], client=client) == 1
+    out, err = capsys.readouterr()
+    assert "ModelError (HTTP 400)" in err and "Received client error" in err, err
+    assert json.loads(out) == {"error": "Inconsistent vocab"}  # the container's own body
+    assert invoke.main(["o2v"], client=client) == 1
+    assert "ValidationError (HTTP 400)" in capsys.readouterr().err
+
+
+def test_invoke_endpoint_rejects_a_missing_payload(tmp_path, capsys):
+    invoke = load_local_test_module("invoke_endpoint")
+    with pytest.raises(SystemExit) as exc:
+        invoke.main(["o2v", str(tmp_path / "nope.json")], client=object())
+    assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err

@@ -405,12 +405,15 @@ def test_internal_fault_is_500_with_traceback_logged(caplog):
 
 def test_app_takes_a_factory_called_once_and_checks_size_first():
     from object2vec.serving.app import create_app
+    from object2vec.serving.predictor import Predictions
 
     calls = []
 
     class Echo:
         def predict(self, instances, max_seqlens=None, where=None):
-            return [{"embeddings": np.full(2, len(instances), dtype=np.float32)} for _ in instances]
+            count = len(instances)
+            return [Predictions("embeddings", np.arange(count),
+                                np.full((count, 2), count, dtype=np.float32))]
 
     def factory():
         calls.append(1)
@@ -428,5 +431,5 @@ def test_app_takes_a_factory_called_once_and_checks_size_first():
     resp = client.post("/invocations", data=b'[{"in0": [1]}, {"in1": [2]}]',
                        content_type="application/json", headers={"Accept": "application/jsonlines"})
     assert resp.status_code == 200 and resp.content_type == "application/jsonlines"
-    assert resp.data == b'{"embeddings": [2.0, 2.0]}\n{"embeddings": [2.0, 2.0]}'
+    assert resp.data == b'{"embeddings":[2.0,2.0]}\n{"embeddings":[2.0,2.0]}'
     assert calls == [1]

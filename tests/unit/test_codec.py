@@ -6,9 +6,11 @@ import math
 import numpy as np
 import pytest
 
+from object2vec.errors import UserError
 from object2vec.serving import codec
 from object2vec.serving.codec import (JSON, JSONLINES, BadRequest, NotAcceptable, PayloadTooLarge,
                                       RequestFormat, UnsupportedMediaType)
+from object2vec.serving.predictor import InvalidInstance, Predictions
 
 # -- Content-Type ----------------------------------------------------------------------------------
 
@@ -97,6 +99,8 @@ def test_missing_or_wildcard_accept_follows_request(accept):
     ("application/jsonlines; q=0, application/json", JSON, "application/json"),
     ("Application/JSON", JSON, "application/json"),
     ("text/csv, application/json;q=0.1", JSON, "application/json"),
+    ("application/jsonlines; charset=utf-8", JSONLINES, "application/jsonlines"),
+    ('text/html;level="1,2", application/jsonl;q=0.9', JSONLINES, "application/jsonl"),
 ])
 def test_accept_negotiation(accept, mime, content_type):
     assert codec.negotiate_accept(accept, JSON_REQ) == codec.ResponseFormat(mime, content_type)
@@ -228,13 +232,28 @@ def _f32(values):
     return np.asarray(values, dtype=np.float32)
 
 
+def _groups(preds):
+    """Per-instance ``{key: row}`` -> one Predictions per key and length, as the predictor answers."""
+    rows = {}
+    for position, pred in enumerate(preds):
+        (key, row), = pred.items()
+        rows.setdefault((key, len(row)), []).append((position, row))
+    return [Predictions(key, np.array([p for p, _ in group], dtype=np.int64),
+                        np.stack([r for _, r in group]).astype(np.float32))
+            for (key, _), group in rows.items()]
+
+
+def _encode(preds, response):
+    return codec.encode(_groups(preds), response)
+
+
 def test_encode_json_and_jsonlines_exact_text():
     preds = [{"scores": _f32([0.25, 0.75])}, {"embeddings": _f32([1.0, -2.5, 1e-5])}]
-    assert codec.encode(preds, JSON_RESP) == (
-        b'{"predictions": [{"scores": [0.25, 0.75]}, {"embeddings": [1.0, -2.5, 9.99999975e-06]}]}')
-    assert codec.encode(preds, JSONL_RESP) == (
-        b'{"scores": [0.25, 0.75]}\n{"embeddings": [1.0, -2.5, 9.99999975e-06]}')
-    assert codec.encode([], JSON_RESP) == b'{"predictions": []}'
+    assert _encode(preds, JSON_RESP) == (
+        b'{"predictions":[{"scores":[0.25,0.75]},{"embeddings":[1.0,-2.5,0.00001]}]}')
+    assert _encode(preds, JSONL_RESP) == (
+        b'{"scores":[0.25,0.75]}\n{"embeddings":[1.0,-2.5,0.00001]}')
+    assert codec.encode([], JSON_RESP) == b'{"predictions":[]}'
 
 
 @pytest.mark.parametrize("dim, count", [(3, 2), (300, 40), (2, 5000), (1, 200)])
@@ -244,11 +263,11 @@ def test_encode_round_trips_float32_exactly_and_keeps_order(dim, count):
     rows = (rng.standard_normal((count, dim)) * scale).astype(np.float32)
     keys = ["scores" if i % 3 else "embeddings" for i in range(count)]
     preds = [{k: r} for k, r in zip(keys, rows)]
-    decoded = json.loads(codec.encode(preds, JSON_RESP))["predictions"]
+    decoded = json.loads(_encode(preds, JSON_RESP))["predictions"]
     assert [list(p) for p in decoded] == [[k] for k in keys]
     back = np.array([next(iter(p.values())) for p in decoded], dtype=np.float32)
     assert np.array_equal(back, rows)
-    lines = codec.encode(preds, JSONL_RESP).split(b"\n")
+    lines = _encode(preds, JSONL_RESP).split(b"\n")
     assert len(lines) == count
     assert [json.loads(line) for line in lines] == decoded
 
@@ -268,32 +287,51 @@ def _edge_values():
     return values[np.isfinite(values)]
 
 
-def test_vectorized_formatting_matches_python_formatting():
+def _number_texts(values):
+    """How the encoder writes each float32 of ``values`` (one embeddings row)."""
+    body = codec.encode([Predictions("embeddings", np.array([0]), _f32(values)[None, :])],
+                        JSONL_RESP)
+    assert body.startswith(b'{"embeddings":[') and body.endswith(b"]}")
+    return body[len(b'{"embeddings":['):-2].decode().split(",")
+
+
+def test_a_matrix_and_one_long_row_give_the_same_text():
+    """One matrix or one row at a time: the same text for every number."""
     values = _edge_values()
-    chars = codec.format_floats(values)
-    assert chars.shape == (values.size, 17)
-    texts = [row.tobytes().replace(b"\0", b"").decode() for row in chars]
-    expected = [codec.format_float(v) + ", " for v in values.tolist()]
-    mismatches = [(v, t, e) for v, t, e in zip(values.tolist(), texts, expected) if t != e]
-    assert mismatches == []
+    width = 100
+    matrix = values[: values.size // width * width].reshape(-1, width)
+    whole = codec.encode([Predictions("embeddings", np.arange(len(matrix)), matrix)], JSONL_RESP)
+    texts = [t for line in whole.split(b"\n")
+             for t in line[len(b'{"embeddings":['):-2].decode().split(",")]
+    assert texts == _number_texts(matrix.ravel())
 
 
 def test_formatting_is_full_float32_precision():
     values = _edge_values()
-    texts = [codec.format_float(v) for v in values.tolist()]
+    texts = _number_texts(values)
     assert np.array_equal(np.array([float(t) for t in texts], dtype=np.float32), values)
     digits = [t.lstrip("-").split("e")[0].replace(".", "").strip("0") for t in texts]
     assert max(map(len, digits)) == 9
-    assert codec.format_float(0.6533935070037842) == "0.653393507"
-    assert codec.format_float(3.0) == "3.0"
-    assert codec.format_float(-0.0) == "-0.0"
+    # the shortest text that reads back as the same float32: one digit less never does
+    sample = values[:: 20]
+    for value, text, significant in zip(sample.tolist(), texts[:: 20], digits[:: 20]):
+        if len(significant) > 1:  # ".{n}e": n + 1 significant digits
+            assert np.float32(float(f"{value:.{len(significant) - 2}e}")) != value, text
+    assert _number_texts([0.6533935070037842, 3.0, -0.0]) == ["0.6533935", "3.0", "-0.0"]
 
 
 def test_non_finite_values_are_written_as_python_json_does():
     preds = [{"embeddings": _f32([math.nan, math.inf, -math.inf] + [0.5] * 200)}]
-    text = codec.encode(preds, JSON_RESP).decode()
-    assert text.startswith('{"predictions": [{"embeddings": [NaN, Infinity, -Infinity, 0.5, 0.5')
+    text = _encode(preds, JSON_RESP).decode()
+    assert text.startswith('{"predictions":[{"embeddings":[NaN,Infinity,-Infinity,0.5,0.5')
     assert json.loads(text)["predictions"][0]["embeddings"][3:] == [0.5] * 200
+
+
+def test_non_finite_rows_among_finite_ones_in_json_lines():
+    preds = [{"scores": _f32([0.5, 1.0])}, {"scores": _f32([math.nan, 2.0])},
+             {"embeddings": _f32([-math.inf, 0.25, 3.0])}]
+    assert _encode(preds, JSONL_RESP) == (b'{"scores":[0.5,1.0]}\n{"scores":[NaN,2.0]}\n'
+                                          b'{"embeddings":[-Infinity,0.25,3.0]}')
 
 
 def test_every_error_carries_its_status():
@@ -301,3 +339,6 @@ def test_every_error_carries_its_status():
                UnsupportedMediaType)
     assert [c.status for c in classes] == [400, 406, 408, 413, 415]
     assert all(issubclass(c, codec.RequestError) for c in (BadRequest, PayloadTooLarge))
+    # one status-carrying base: every user error is a 400 unless its class says otherwise
+    assert issubclass(codec.RequestError, UserError) and issubclass(InvalidInstance, UserError)
+    assert UserError.status == codec.RequestError.status == InvalidInstance.status == 400

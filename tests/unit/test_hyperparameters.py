@@ -544,3 +544,60 @@ def test_a_number_past_the_int_string_limit_is_rejected_for_every_key(key):
     msg = error_of({**REQUIRED, key: 10 ** 5000, **context_for(key, "x")})
     line = next(ln for ln in msg.splitlines() if f"{key}=" in ln)
     assert "digits" in line and ": must be " in line, line
+
+
+# -- one declaration per key: the model's settings, the registries' names ---------------------------
+
+
+@pytest.mark.parametrize("raw,line", [
+    ({"optimizer": "lbfgs"}, "optimizer='lbfgs': must be one of adadelta, adagrad, adam, sgd, rmsprop"),
+    ({"enc0_network": "cnn"}, "enc0_network='cnn': must be one of hcnn, bilstm, pooled_embedding"),
+    ({"enc1_network": "cnn"},
+     "enc1_network='cnn': must be one of hcnn, bilstm, pooled_embedding, enc0"),
+    ({"comparator_list": "dot"}, ("comparator_list='dot': must be a comma-separated, "
+                                  "non-repeating subset of hadamard, concat, abs_diff")),
+    ({"token_embedding_storage_type": "row_sparse", "optimizer": "rmsprop"},
+     "optimizer='rmsprop': token_embedding_storage_type=row_sparse needs one of adam, adagrad, sgd"),
+])
+def test_choices_of_pluggable_pieces_are_listed_in_their_documented_order(raw, line):
+    """The choices are the registries' names, listed in the order the messages always had."""
+    assert f"  - {line}" in error_of({**REQUIRED, **raw}).splitlines()
+
+
+def test_choices_of_pluggable_pieces_are_the_registries_names():
+    """A name registered as an encoder, comparator, optimizer or lazy update is accepted, and
+    nothing else: the parser keeps no list of its own."""
+    from object2vec.model.comparator import COMPARATORS as comparators
+    from object2vec.model.encoders import ENCODERS
+    from object2vec.training.optimizers import OPTIMIZERS as optimizers
+    from object2vec.training.sparse import LAZY_UPDATES
+
+    assert sorted(SPECS["enc0_network"].choices) == ENCODERS.names()
+    assert sorted(SPECS["comparator_list"].choices) == comparators.names()
+    assert sorted(SPECS["optimizer"].choices) == optimizers.names()
+    for name in LAZY_UPDATES.names():
+        assert parse(token_embedding_storage_type="row_sparse", optimizer=name).optimizer == name
+
+
+def test_every_encoder_setting_is_a_pair_of_keys_and_reaches_the_resolved_encoder():
+    """Each EncoderConfig field f is declared once and is the keys enc0_f and enc1_f."""
+    import dataclasses
+
+    from object2vec.model.config import EncoderConfig
+
+    names = [f.name for f in dataclasses.fields(EncoderConfig)]
+    assert {f"enc{side}_{name}" for side in (0, 1) for name in names} == {
+        key for key in SPECS if key.startswith(("enc0_", "enc1_"))}
+    hp = parse(enc0_network="bilstm", enc0_cnn_filter_width="5")
+    assert hp.enc1.cnn_filter_width == hp.enc0.cnn_filter_width == 5
+
+
+def test_the_model_imports_nothing_from_the_parser():
+    """object2vec.model owns its config types; the parser depends on the model, not the reverse."""
+    from pathlib import Path
+
+    import object2vec.model
+
+    for path in Path(object2vec.model.__file__).parent.glob("*.py"):
+        assert not re.search(r"^\s*(from|import) object2vec\.config", path.read_text(),
+                             re.MULTILINE), path

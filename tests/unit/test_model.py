@@ -15,6 +15,7 @@ from object2vec.config.hyperparameters import parse_hyperparameters
 from object2vec.model.comparator import Comparator
 from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.model.tokens import Tokens
+from object2vec.training.sparse import gather_rows
 
 VOCAB = 12
 ENCODERS = ("pooled_embedding", "hcnn", "bilstm")
@@ -129,6 +130,34 @@ def test_training_mode_and_eval_mode_give_the_same_numbers():
             model = build(network, tied_token_embedding_weight=tied)
             with torch.no_grad():
                 torch.testing.assert_close(model.train()(in0, in1), model.eval()(in0, in1))
+                rows = gather_rows(model, in0, in1)  # what the trainer passes in
+                torch.testing.assert_close(model.train()(rows.in0, rows.in1, tables=rows.tables),
+                                           model.eval()(in0, in1))
+
+
+def attributes(model: nn.Module) -> dict:
+    """Every attribute of every submodule by identity; the dicts among them (parameters, buffers,
+    submodules, hooks) one level deep."""
+    return {(name, key): ({k: id(v) for k, v in value.items()} if isinstance(value, dict)
+                          else id(value))
+            for name, module in model.named_modules() for key, value in vars(module).items()}
+
+
+@pytest.mark.parametrize("storage", ["dense", "row_sparse"])
+@pytest.mark.parametrize("network", ENCODERS)
+def test_a_training_forward_writes_no_attribute(network, storage):
+    """The model is a pure function of its inputs: a forward and backward in training mode, on
+    the whole tables or on one batch's rows, leave every attribute of every submodule as it was."""
+    in0, in1, classes = toy_problem()
+    for tied in (False, True):
+        model = build(network, tied_token_embedding_weight=tied,
+                      token_embedding_storage_type=storage).train()
+        before = attributes(model)
+        loss_of(model, in0, in1, classes).backward()
+        rows = gather_rows(model, in0, in1)
+        F.cross_entropy(model(rows.in0, rows.in1, tables=rows.tables), classes).backward()
+        assert attributes(model) == before
+        assert not hasattr(model, "batch_rows")
 
 
 # -- encoders --------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Packaging without Docker: both Dockerfiles parsed and checked against the SageMaker image rules
-(sagemaker-contract.md sections 2.1, 4.3, 7), the entry programs, the compose file, and shellcheck
+(sagemaker-contract.md sections 2.1, 4.3, 7), the entry programs, the compose file, the split of
+requirements.txt (what the image runs) from requirements-dev.txt (tests and tools), and shellcheck
 over every shell script.
 
 shellcheck comes from Debian's ``shellcheck`` package (``.ci/run`` installs it). Without it these
@@ -8,6 +9,7 @@ tests fail when ``CI`` is set (true/1/yes) and skip, saying why, on a developer 
 
 from __future__ import annotations
 
+import ast
 import fnmatch
 import json
 import os
@@ -28,6 +30,9 @@ SHELL_SCRIPTS = sorted({REPO / "build_and_push.sh", REPO / ".ci" / "run",
                         *(REPO / "local_test").glob("*.sh")})
 EXECUTABLE_SCRIPTS = [p for p in SHELL_SCRIPTS if p.name != "common.sh"]  # common.sh is sourced
 CODE_SOURCES = ("src", "container", "pyproject.toml")
+DEV_TOOLS = ("pytest", "hypothesis", "psutil", "ruff")  # requirements-dev.txt, never in the image
+DROPPED = ("sagemaker-training", "boto3")  # not in the image: README.md, "Dependencies", says why
+BUILD_TOOLS = ("gcc", "g++", "build-essential", "python3-dev", "libc6-dev", "clang")
 BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
 
 
@@ -262,6 +267,77 @@ def test_parser_reads_continuations_and_stages(tmp_path):
     assert ins[2].args == "a  && b"
     assert copy_parts(ins[4]) == ({"from": "a"}, ["/x"], "/y")
     assert env_values(ins[5]) == {"A": "1", "B": "2 3"}
+
+
+def test_the_image_installs_requirements_txt_only_from_wheels_without_a_compiler(dockerfile):
+    _, path, instructions = dockerfile
+    runs = [i for i in instructions if i.keyword == "RUN"]
+    installs = [i for i in runs if "pip install" in i.args and " -r " in i.args]
+    assert installs, f"{path}: no `pip install -r`"
+    for ins in installs:
+        files = re.findall(r"-r\s+(\S+)", ins.args)
+        assert all(Path(f).name == "requirements.txt" for f in files), \
+            f"{path}:{ins.line}: the image installs requirements.txt only, got {files}"
+        assert "--only-binary=:all:" in ins.args, \
+            f"{path}:{ins.line}: --only-binary=:all: keeps a pin without a wheel from needing gcc"
+    copied = {s for i in instructions if i.keyword == "COPY" for s in copy_parts(i)[1]}
+    assert not any("requirements-" in s for s in copied), f"{path}: copies {sorted(copied)}"
+    for ins in (i for i in runs if "apt-get install" in i.args):
+        packages = set(ins.words())
+        assert not packages & set(BUILD_TOOLS), \
+            f"{path}:{ins.line}: no compiler needed: {sorted(packages & set(BUILD_TOOLS))}"
+
+
+def requirement_names(path: Path) -> list[str]:
+    """The distribution names pinned in a requirements file (comments and options left out)."""
+    names = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            names.append(re.split(r"[<>=!~\[; ]", line, maxsplit=1)[0].lower())
+    return names
+
+
+def imported_top_level_modules(*roots: Path) -> set[str]:
+    """Top-level module names imported anywhere in the Python files under ``roots``."""
+    files = [f for root in roots for f in (root.rglob("*.py") if root.is_dir() else [root])]
+    found = set()
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(), str(file))):
+            if isinstance(node, ast.Import):
+                found.update(a.name.split(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_requirements_txt_holds_only_what_the_image_runs():
+    runtime = requirement_names(REPO / "requirements.txt")
+    assert "torch" in runtime and len(set(runtime)) == len(runtime)
+    assert not set(runtime) & {*DEV_TOOLS, *DROPPED}, runtime
+    imported = imported_top_level_modules(REPO / "src", *(REPO / "container" / n
+                                                           for n in ENTRY_PROGRAMS))
+    unused = [name for name in runtime if name.replace("-", "_") not in imported]
+    assert not unused, f"requirements.txt pins {unused}, which src/ and container/ never import"
+    leaked = sorted(imported & {n.replace("-", "_") for n in (*DEV_TOOLS, *DROPPED)})
+    assert not leaked, f"src/ or container/ imports {leaked}, which the image does not install"
+    declared = re.search(r"^dependencies = \[(.*?)\]", (REPO / "pyproject.toml").read_text(),
+                         re.MULTILINE | re.DOTALL)
+    assert declared, "pyproject.toml: no dependencies list"
+    assert sorted(re.findall(r'"([^"]+)"', declared.group(1))) == sorted(runtime), \
+        "pyproject.toml's dependencies name the same packages as requirements.txt"
+
+
+def test_test_tools_are_in_requirements_dev_and_make_installs_both():
+    dev = requirement_names(REPO / "requirements-dev.txt")
+    assert set(DEV_TOOLS) <= set(dev), dev
+    assert not set(dev) & set(requirement_names(REPO / "requirements.txt"))
+    makefile = (REPO / "Makefile").read_text()
+    recipe = makefile.split("$(STAMP):", 1)[1].split("\n\n", 1)[0]
+    assert re.search(r"pip install .*-r requirements\.txt", recipe), recipe
+    assert re.search(r"pip install .*-c requirements\.txt -r requirements-dev\.txt", recipe), recipe
+    assert re.search(r"^test: \$\(STAMP\)", makefile, re.MULTILINE), \
+        "make test must build the venv first"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from object2vec.artifact import load_artifact, save_artifact
 from object2vec.config.hyperparameters import parse_hyperparameters
 from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.model.tokens import Tokens
-from object2vec.serving.predictor import InvalidInstance, Predictor
+from object2vec.serving.predictor import InvalidInstance, Predictor, by_instance
 
 HP = {"enc0_network": "pooled_embedding", "enc0_vocab_size": "50", "enc0_max_seq_len": "10",
       "enc1_network": "pooled_embedding", "enc1_vocab_size": "30", "enc1_max_seq_len": "6",
@@ -27,6 +27,11 @@ def predictor(tmp_path):
     return _predictor(tmp_path)
 
 
+def _predict(predictor, *args, **kwargs):
+    """One ``{key: row}`` per instance, in request order."""
+    return by_instance(predictor.predict(*args, **kwargs))
+
+
 def _scores(model, pairs):
     with torch.inference_mode():
         return model.scores(Tokens.from_lists([p[0] for p in pairs]),
@@ -42,7 +47,7 @@ def test_mixed_modes_keep_request_order(predictor):
     instances = [{"in0": [1, 2], "in1": [3]}, {"in0": [4, 5, 6]}, {"in1": [7]},
                  {"in0": [8], "in1": [9, 10], "label": 2}, {"in0": [11]},
                  {"in1": [12, 13], "x": "y"}]
-    out = predictor.predict(instances)
+    out = _predict(predictor, instances)
     assert [list(p) for p in out] == [["scores"], ["embeddings"], ["embeddings"], ["scores"],
                                       ["embeddings"], ["embeddings"]]
     model = predictor.model
@@ -55,14 +60,14 @@ def test_mixed_modes_keep_request_order(predictor):
 
 
 def test_scores_are_probabilities_and_embeddings_have_enc_dim(predictor):
-    out = predictor.predict([{"in0": [1], "in1": [2]}, {"in0": [3, 4]}, {"in1": [5]}])
+    out = _predict(predictor, [{"in0": [1], "in1": [2]}, {"in0": [3, 4]}, {"in1": [5]}])
     assert out[0]["scores"].dtype == np.float32 and out[0]["scores"].shape == (3,)
     assert out[0]["scores"].sum() == pytest.approx(1.0, abs=1e-6)
     assert out[1]["embeddings"].shape == (8,) and out[2]["embeddings"].shape == (8,)
 
 
 def test_a_single_side_runs_its_own_encoder(predictor):
-    (e0,), (e1,) = predictor.predict([{"in0": [3]}]), predictor.predict([{"in1": [3]}])
+    (e0,), (e1,) = _predict(predictor, [{"in0": [3]}]), _predict(predictor, [{"in1": [3]}])
     assert not np.array_equal(e0["embeddings"], e1["embeddings"])  # two different tables
 
 
@@ -72,9 +77,9 @@ def test_batches_give_the_same_results(tmp_path):
     instances = [{"in0": rng.integers(0, 50, rng.integers(1, 12)).tolist(),
                   "in1": rng.integers(0, 30, rng.integers(1, 8)).tolist()} for _ in range(37)]
     instances += [{"in0": i["in0"]} for i in instances[:9]]
-    whole = predictor.predict(instances)
+    whole = _predict(predictor, instances)
     predictor.batch_size = 4
-    chunked = predictor.predict(instances)
+    chunked = _predict(predictor, instances)
     for a, b in zip(whole, chunked):
         (key, va), = a.items()
         np.testing.assert_allclose(va, b[key], rtol=1e-5, atol=1e-7)
@@ -83,10 +88,10 @@ def test_batches_give_the_same_results(tmp_path):
 def test_truncation_by_max_seqlens_and_by_training_length(predictor):
     long0, long1 = list(range(1, 16)), [1, 2, 3, 4, 5, 6, 7, 8, 9]
     model = predictor.model
-    (out,) = predictor.predict([{"in0": long0, "in1": long1}])
+    (out,) = _predict(predictor, [{"in0": long0, "in1": long1}])
     np.testing.assert_array_equal(out["scores"], _scores(model, [(long0[:10], long1[:6])])[0])
-    out = predictor.predict([{"in0": long0, "in1": long1}, {"in0": long0}, {"in1": long1}],
-                            max_seqlens=(2, 3))
+    out = _predict(predictor, [{"in0": long0, "in1": long1}, {"in0": long0}, {"in1": long1}],
+                   max_seqlens=(2, 3))
     np.testing.assert_array_equal(out[0]["scores"], _scores(model, [(long0[:2], long1[:3])])[0])
     np.testing.assert_array_equal(out[1]["embeddings"], _encode(model, 0, [long0[:2]])[0])
     np.testing.assert_array_equal(out[2]["embeddings"], _encode(model, 1, [long1[:3]])[0])
@@ -94,13 +99,13 @@ def test_truncation_by_max_seqlens_and_by_training_length(predictor):
 
 
 def test_ids_past_the_cut_are_not_checked(predictor):
-    (out,) = predictor.predict([{"in0": [1, 2, 999, "x"]}], max_seqlens=(2, 2))
+    (out,) = _predict(predictor, [{"in0": [1, 2, 999, "x"]}], max_seqlens=(2, 2))
     np.testing.assert_array_equal(out["embeddings"], _encode(predictor.model, 0, [[1, 2]])[0])
 
 
 def test_longer_max_seqlens_than_training_are_allowed(predictor):
     seq = list(range(20))
-    (out,) = predictor.predict([{"in0": seq}], max_seqlens=(20, 20))
+    (out,) = _predict(predictor, [{"in0": seq}], max_seqlens=(20, 20))
     np.testing.assert_array_equal(out["embeddings"], _encode(predictor.model, 0, [seq])[0])
 
 
@@ -146,7 +151,7 @@ def test_where_names_the_instance(predictor):
 
 def test_regression_model_returns_one_value(tmp_path):
     predictor = _predictor(tmp_path, output_layer="mean_squared_error")
-    (out, emb) = predictor.predict([{"in0": [1, 2], "in1": [3]}, {"in0": [1]}])
+    (out, emb) = _predict(predictor, [{"in0": [1, 2], "in1": [3]}, {"in0": [1]}])
     assert out["scores"].shape == (1,)
     np.testing.assert_array_equal(out["scores"], _scores(predictor.model, [([1, 2], [3])])[0])
     assert emb["embeddings"].shape == (8,)
@@ -157,7 +162,7 @@ def test_padded_encoders(tmp_path, network):
     predictor = _predictor(tmp_path, enc0_network=network, enc1_network=network,
                            enc0_token_embedding_dim="4", enc1_token_embedding_dim="4")
     seqs = [[1, 2, 3], [4], [5, 6, 7, 8, 9]]
-    out = predictor.predict([{"in0": s} for s in seqs] + [{"in0": seqs[0], "in1": [1, 2]}])
+    out = _predict(predictor, [{"in0": s} for s in seqs] + [{"in0": seqs[0], "in1": [1, 2]}])
     np.testing.assert_allclose(np.stack([o["embeddings"] for o in out[:3]]),
                                _encode(predictor.model, 0, seqs), rtol=1e-5, atol=1e-6)
     assert out[3]["scores"].sum() == pytest.approx(1.0, abs=1e-6)
@@ -185,3 +190,14 @@ def test_the_first_invalid_instance_in_request_order_is_reported(predictor, inst
     with pytest.raises(InvalidInstance, match=message) as err:
         predictor.predict(instances)
     assert err.value.index == index
+
+
+def test_one_matrix_per_mode_with_the_request_positions(predictor):
+    instances = [{"in0": [1], "in1": [2]}, {"in0": [3, 4]}, {"in0": [5], "in1": [6]}, {"in0": [7]},
+                 {"in1": [8]}]
+    groups = predictor.predict(instances)
+    assert [(g.key, g.positions.tolist(), g.matrix.shape) for g in groups] == [
+        ("scores", [0, 2], (2, 3)), ("embeddings", [1, 3], (2, 8)), ("embeddings", [4], (1, 8))]
+    assert all(g.matrix.dtype == np.float32 and g.matrix.flags.c_contiguous for g in groups)
+    predictor.batch_size = 1  # several batches: one matrix still
+    assert [g.matrix.shape for g in predictor.predict(instances)] == [(2, 3), (2, 8), (1, 8)]

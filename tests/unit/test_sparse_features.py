@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 
@@ -138,6 +139,43 @@ def test_row_sparse_loss_curve_follows_dense_adam():
         curves[storage] = np.array([h["train:cross_entropy"] for h in result.history])
     assert curves["dense"][-1] < curves["dense"][0] - 0.05  # it learns
     np.testing.assert_allclose(curves["row_sparse"], curves["dense"], atol=0.05)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd"])
+def test_lazy_optimizer_is_a_torch_optimizer_whose_state_resumes_exactly(optimizer):
+    """The lazy optimizer is a ``torch.optim.Optimizer``: its state_dict (torch's format, read back
+    with ``weights_only=True`` as checkpoints are), taken after a few steps and loaded into a fresh
+    trainer, continues to the same weights bit for bit."""
+    data = pairs(160, 40)
+    hp = hp_for(token_embedding_storage_type="row_sparse", optimizer=optimizer, weight_decay=0.01,
+                enc0_vocab_size=100)
+
+    def trainer() -> Trainer:
+        torch.manual_seed(0)
+        return Trainer(hp, {"train": data}, QUIET)
+
+    a, b = trainer(), trainer()
+    assert isinstance(a.lazy_optimizer, torch.optim.Optimizer)
+    plan = a.sampler.plan(0)
+    batches = [plan.batch(data, k) for k in range(len(plan))]
+    for batch in batches[:3]:
+        a.train_step(batch)
+    buffer = io.BytesIO()
+    torch.save({"model": a.model.state_dict(), "optimizer": a.optimizer.state_dict(),
+                "lazy_optimizer": a.lazy_optimizer.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    lazy = saved["lazy_optimizer"]
+    assert lazy.keys() == {"state", "param_groups"} and lazy["state"][0]["step"] == 3
+    assert lazy["param_groups"][0]["update"] == optimizer
+    b.model.load_state_dict(saved["model"])
+    b.optimizer.load_state_dict(saved["optimizer"])
+    b.lazy_optimizer.load_state_dict(lazy)
+    for batch in batches[3:]:
+        a.train_step(batch)
+        b.train_step(batch)
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
 
 
 def test_row_sparse_rejects_other_optimizers():

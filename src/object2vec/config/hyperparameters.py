@@ -1,7 +1,10 @@
 """Object2Vec hyperparameters: parsed once from SageMaker's string map into a typed, validated object.
 
-Every documented hyperparameter (``../shared/reference/object2vec.md`` section 3) is declared in
-:data:`SPECS` with its type, range or choices and default. :func:`parse_hyperparameters` accepts every
+Every documented hyperparameter (``../shared/reference/object2vec.md`` section 3) is declared once, as a
+field of :class:`Hyperparameters` or (the ``encN_*`` keys) of the model's
+:class:`~object2vec.model.config.EncoderConfig`, with its kind, range or choices, default and help
+(:mod:`object2vec.setting`); :data:`SPECS` collects them. The choices of the pluggable pieces (encoders,
+comparators, optimizers, lazy updates) are their registries' names. :func:`parse_hyperparameters` accepts every
 spelling seen in the wild (``"True"``/``"true"``, JSON-quoted strings, ``"auto"``, comma lists with or
 without spaces, ``"4e-4"``), applies the resolution rules (``enc1_network=enc0`` clones enc0,
 ``pooled_embedding`` uses ``enc_dim`` as token size, ``layers=auto``) and reports **every** bad key in one
@@ -16,20 +19,19 @@ import json
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from object2vec.errors import UserError
+from object2vec.model.config import POOLED, EncoderConfig
+from object2vec.registry import Registry
+from object2vec.setting import Setting, declared, setting
 
 log = logging.getLogger(__name__)
 
-ENCODER_NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
-COMPARATORS = ("hadamard", "concat", "abs_diff")
-OPTIMIZERS = ("adadelta", "adagrad", "adam", "sgd", "rmsprop")
-SPARSE_OPTIMIZERS = ("adam", "adagrad", "sgd")  # lazy (row_sparse) updates exist for these only
-AUTO_LAYERS = {"hcnn": 4, "bilstm": 1, "pooled_embedding": 1}
-POOLINGS = ("mean", "sum")  # pooled_embedding's encN_pooling (extension; mean is the original)
-ENCODER_ACTIVATIONS = ("linear", "sigmoid", "tanh", "relu")  # pooled_embedding's encN_activation
+SIDES = (0, 1)
+CLONE = "enc0"  # enc1_network=enc0: enc1 takes enc0's settings (and its own weights)
 # The docs say [A-Za-z0-9._], but AWS's SNLI notebook passes "glove.840B-trim.txt": allow "-".
 FILE_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -39,152 +41,109 @@ IGNORED_PREFIXES = ("sagemaker_",)
 WARNED_KEYS = ("feature_dim",)  # sent by the SDK's RecordSet path; meaningless for JSON Lines input
 
 
-@dataclass(frozen=True)
-class Spec:
-    """How one hyperparameter is read: its kind, default and allowed values."""
+# The pluggable pieces' choices are their registries' names, read when a value is checked, not at
+# import: the training modules that hold two of them import this one.
+def _encoders() -> Registry:
+    from object2vec.model.encoders import ENCODERS
 
-    kind: str  # int | float | bool | choice | layers | comparators | filename
-    default: Any = None
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-    required: bool = False
-
-    def allowed(self) -> str:
-        """Human-readable description of the allowed values, used in error messages."""
-        if self.kind in ("int", "float"):
-            word = "an integer" if self.kind == "int" else "a number"
-            upper = "" if self.high is None else f", {_fmt(self.high)}"
-            return f"{word} in [{_fmt(self.low)}{upper or ', inf'}]"
-        if self.kind == "bool":
-            return "True or False"
-        if self.kind == "choice":
-            return "one of " + ", ".join(self.choices)
-        if self.kind == "layers":
-            return f"'auto' or an integer in [{_fmt(self.low)}, {_fmt(self.high)}]"
-        if self.kind == "comparators":
-            return "a comma-separated, non-repeating subset of " + ", ".join(COMPARATORS)
-        return "a file name of letters, digits, '.', '_' and '-' in the auxiliary channel, or ''"
+    return ENCODERS
 
 
-def _fmt(x: float | None) -> str:
-    return "-inf" if x is None else (str(int(x)) if float(x).is_integer() and abs(x) >= 1 else repr(x))
+def _comparators() -> Registry:
+    from object2vec.model.comparator import COMPARATORS
+
+    return COMPARATORS
 
 
-def _encoder_specs(side: int) -> dict[str, Spec]:
-    """The ``encN_*`` keys. enc1's network may also be ``enc0`` (clone enc0's settings)."""
-    networks = ENCODER_NETWORKS + (("enc0",) if side == 1 else ())
-    return {
-        f"enc{side}_network": Spec("choice", "hcnn" if side == 0 else "enc0", choices=networks),
-        f"enc{side}_max_seq_len": Spec("int", None, 1, 5000, required=side == 0),
-        f"enc{side}_vocab_size": Spec("int", None, 2, 3_000_000, required=side == 0),
-        f"enc{side}_token_embedding_dim": Spec("int", 300, 2, 1000),
-        f"enc{side}_layers": Spec("layers", None, 1, 4),  # None = auto
-        f"enc{side}_cnn_filter_width": Spec("int", 3, 1, 9),
-        f"enc{side}_vocab_file": Spec("filename", ""),
-        f"enc{side}_pretrained_embedding_file": Spec("filename", ""),
-        f"enc{side}_freeze_pretrained_embedding": Spec("bool", True),
-    }
+def _optimizers() -> Registry:
+    from object2vec.training.optimizers import OPTIMIZERS
+
+    return OPTIMIZERS
 
 
-SPECS: dict[str, Spec] = {
-    **_encoder_specs(0),
-    **_encoder_specs(1),
-    "bucket_width": Spec("int", 0, 0, 100),
-    "comparator_list": Spec("comparators", COMPARATORS),
-    "dropout": Spec("float", 0.0, 0.0, 1.0),
-    "early_stopping_patience": Spec("int", 3, 1, 5),
-    "early_stopping_tolerance": Spec("float", 0.01, 1e-6, 0.1),
-    "enc_dim": Spec("int", 4096, 4, 10000),
-    "epochs": Spec("int", 30, 1, 100),
-    "learning_rate": Spec("float", 0.0004, 1e-6, 1.0),
-    "mini_batch_size": Spec("int", 32, 1, 10000),
-    "mlp_activation": Spec("choice", "linear", choices=("tanh", "relu", "linear")),
-    "mlp_dim": Spec("int", 512, 2, 10000),
-    "mlp_layers": Spec("int", 2, 0, 10),
-    "negative_sampling_rate": Spec("int", 0, 0, 100),
-    "num_classes": Spec("int", 2, 2, 30),
-    "optimizer": Spec("choice", "adam", choices=OPTIMIZERS),
-    "output_layer": Spec("choice", "softmax", choices=("softmax", "mean_squared_error")),
-    "tied_token_embedding_weight": Spec("bool", False),
-    "token_embedding_storage_type": Spec("choice", "dense", choices=("dense", "row_sparse")),
-    "weight_decay": Spec("float", 0.0, 0.0, 10000.0),
-    # Extensions (not in the original; the defaults keep the original's behaviour).
-    "in_batch_softmax_weight": Spec("float", 0.0, 0.0, 100.0),  # 0: off
-    "in_batch_softmax_temperature": Spec("float", 0.05, 0.001, 10.0),
-    "token_weighting": Spec("choice", "none", choices=("none", "idf")),  # pooled_embedding only
-    # pooled_embedding only: sum instead of mean, and an activation on the pooled vector
-    **{f"enc{side}_{key}": spec for side in (0, 1) for key, spec in (
-        ("pooling", Spec("choice", "mean", choices=POOLINGS)),
-        ("activation", Spec("choice", "linear", choices=ENCODER_ACTIVATIONS)))},
-}
+def _lazy_updates() -> Registry:
+    from object2vec.training.sparse import LAZY_UPDATES  # lazy (row_sparse) updates exist for these
+
+    return LAZY_UPDATES
 
 
-@dataclass(frozen=True)
-class EncoderConfig:
-    """One encoder's resolved settings (after cloning, ``auto`` layers and the pooled-embedding rule)."""
-
-    network: str
-    vocab_size: int
-    max_seq_len: int
-    token_embedding_dim: int
-    layers: int
-    cnn_filter_width: int
-    vocab_file: str = ""
-    pretrained_embedding_file: str = ""
-    freeze_pretrained_embedding: bool = True
-    pooling: str = "mean"  # pooled_embedding: "mean" or "sum" of the token embeddings
-    activation: str = "linear"  # pooled_embedding: applied to the pooled vector
+ENCODER_SETTINGS: dict[str, Setting] = declared(EncoderConfig)  # field -> setting of encN_<field>
+_TYPES = {"int": "int", "float": "float", "bool": "bool", "choice": "str", "layers": "int | None",
+          "comparators": "tuple[str, ...]", "filename": "str"}  # field annotations, by kind
 
 
-@dataclass(frozen=True)
+def _encoder_setting(name: str, side: int) -> Setting:
+    """``encN_<name>``'s setting. enc1 may clone enc0: its network may also be ``enc0`` (the
+    default), and a key enc0 requires is required of enc1 only when it is not cloned."""
+    spec = ENCODER_SETTINGS[name]
+    if side == 0:
+        return spec
+    if name == "network":
+        return dataclasses.replace(spec, default=CLONE,
+                                   options=lambda: (*ENCODER_SETTINGS["network"].choices, CLONE))
+    return dataclasses.replace(spec, required=False)
+
+
+def _with_encoder_keys(cls: type) -> type:
+    """Declare the ``encN_*`` fields on ``cls`` (one per :class:`EncoderConfig` field and side,
+    before its own fields), then make it a frozen dataclass."""
+    annotations = {}
+    for side in SIDES:
+        for name in ENCODER_SETTINGS:
+            spec = _encoder_setting(name, side)
+            unset = spec.default is None and not spec.required and spec.kind != "layers"
+            annotations[f"enc{side}_{name}"] = _TYPES[spec.kind] + " | None" * unset
+            setattr(cls, f"enc{side}_{name}", dataclasses.field(metadata={"setting": spec}))
+    cls.__annotations__ = {**annotations, **cls.__annotations__}
+    return dataclass(frozen=True)(cls)
+
+
+@_with_encoder_keys
 class Hyperparameters:
-    """Every Object2Vec hyperparameter, typed and validated. Build with :func:`parse_hyperparameters`."""
+    """Every Object2Vec hyperparameter, typed and validated. Build with :func:`parse_hyperparameters`.
 
-    enc0_network: str
-    enc0_max_seq_len: int
-    enc0_vocab_size: int
-    enc0_token_embedding_dim: int
-    enc0_layers: int | None
-    enc0_cnn_filter_width: int
-    enc0_vocab_file: str
-    enc0_pretrained_embedding_file: str
-    enc0_freeze_pretrained_embedding: bool
-    enc1_network: str
-    enc1_max_seq_len: int | None
-    enc1_vocab_size: int | None
-    enc1_token_embedding_dim: int
-    enc1_layers: int | None
-    enc1_cnn_filter_width: int
-    enc1_vocab_file: str
-    enc1_pretrained_embedding_file: str
-    enc1_freeze_pretrained_embedding: bool
-    bucket_width: int
-    comparator_list: tuple[str, ...]
-    dropout: float
-    early_stopping_patience: int
-    early_stopping_tolerance: float
-    enc_dim: int
-    epochs: int
-    learning_rate: float
-    mini_batch_size: int
-    mlp_activation: str
-    mlp_dim: int
-    mlp_layers: int
-    negative_sampling_rate: int
-    num_classes: int
-    optimizer: str
-    output_layer: str
-    tied_token_embedding_weight: bool
-    token_embedding_storage_type: str
-    weight_decay: float
-    in_batch_softmax_weight: float = 0.0
-    in_batch_softmax_temperature: float = 0.05
-    token_weighting: str = "none"
-    enc0_pooling: str = "mean"
-    enc0_activation: str = "linear"
-    enc1_pooling: str = "mean"
-    enc1_activation: str = "linear"
+    Each field is declared once with its :func:`~object2vec.setting.setting`: the ``encN_*`` ones on
+    :class:`EncoderConfig` (two fields each, ``enc0_<f>`` and ``enc1_<f>``, added here), the others
+    below. :data:`SPECS` collects them; parsing, validation, :meth:`to_dict` and the README check
+    read nothing else.
+    """
+
+    bucket_width: int = setting("int", 0, 0, 100, help="bucket sequences by length; 0: off")
+    comparator_list: tuple[str, ...] = setting(
+        "comparators", ("hadamard", "concat", "abs_diff"), options=_comparators,
+        help="how the two encodings are combined, in this order")
+    dropout: float = setting("float", 0.0, 0.0, 1.0, help="on the encodings and the MLP layers")
+    early_stopping_patience: int = setting("int", 3, 1, 5,
+                                           help="epochs without improvement before stopping")
+    early_stopping_tolerance: float = setting("float", 0.01, 1e-6, 0.1,
+                                              help="relative improvement that counts")
+    enc_dim: int = setting("int", 4096, 4, 10000, help="size of each encoding")
+    epochs: int = setting("int", 30, 1, 100, help="passes over the train channel")
+    learning_rate: float = setting("float", 0.0004, 1e-6, 1.0, help="optimizer step size")
+    mini_batch_size: int = setting("int", 32, 1, 10000, help="global, over all processes")
+    mlp_activation: str = setting("choice", "linear", options=("tanh", "relu", "linear"),
+                                  help="activation of the hidden MLP layers")
+    mlp_dim: int = setting("int", 512, 2, 10000, help="width of the hidden MLP layers")
+    mlp_layers: int = setting("int", 2, 0, 10, help="hidden MLP layers")
+    negative_sampling_rate: int = setting("int", 0, 0, 100,
+                                          help="negatives drawn per positive pair")
+    num_classes: int = setting("int", 2, 2, 30, help="softmax classes (ignored for regression)")
+    optimizer: str = setting("choice", "adam", options=_optimizers, help="the dense optimizer")
+    output_layer: str = setting("choice", "softmax", options=("softmax", "mean_squared_error"),
+                                help="classification or regression")
+    tied_token_embedding_weight: bool = setting("bool", False,
+                                                help="one token table for both encoders")
+    token_embedding_storage_type: str = setting(
+        "choice", "dense", options=("dense", "row_sparse"),
+        help="row_sparse: lazy updates of the batch's rows only")
+    weight_decay: float = setting("float", 0.0, 0.0, 10000.0, help="L2 penalty")
+    # Extensions (not in the original; the defaults keep the original's behaviour).
+    in_batch_softmax_weight: float = setting("float", 0.0, 0.0, 100.0,
+                                             help="extension: in-batch softmax loss weight; 0: off")
+    in_batch_softmax_temperature: float = setting("float", 0.05, 0.001, 10.0,
+                                                  help="extension: the in-batch softmax temperature")
+    token_weighting: str = setting("choice", "none", options=("none", "idf"),
+                                   help="extension: idf-weighted mean (pooled_embedding only)")
     enc0: EncoderConfig = field(init=False, compare=False, repr=False)
     enc1: EncoderConfig = field(init=False, compare=False, repr=False)
 
@@ -208,51 +167,49 @@ class Hyperparameters:
 
     def to_dict(self) -> dict[str, Any]:
         """The declared values (JSON-friendly), from which :func:`parse_hyperparameters` rebuilds this."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init}
-        out["comparator_list"] = ",".join(self.comparator_list)
-        for side in (0, 1):
-            if out[f"enc{side}_layers"] is None:
-                out[f"enc{side}_layers"] = "auto"
+        out = {key: getattr(self, key) for key in SPECS}
+        for key, spec in SPECS.items():
+            if spec.kind == "comparators":
+                out[key] = ",".join(out[key])
+            elif spec.kind == "layers" and out[key] is None:
+                out[key] = "auto"
         # None means "not set" (enc1_max_seq_len / enc1_vocab_size when taken from enc0); parse
         # rejects None, so leave those keys out.
         return {k: v for k, v in out.items() if v is not None}
 
 
+SPECS: dict[str, Setting] = declared(Hyperparameters)  # every key, in field order
+
+
 def _resolve_encoder(hp: Hyperparameters, side: int) -> EncoderConfig:
-    src = 0 if side == 1 and hp.enc1_network == "enc0" else side  # rule 1: enc1=enc0 clones enc0
-    get = lambda name: getattr(hp, f"enc{src}_{name}")  # noqa: E731
-    network = get("network")
-    token_dim = hp.enc_dim if network == "pooled_embedding" else get("token_embedding_dim")
-    layers = get("layers")
-    return EncoderConfig(
-        network=network,
-        vocab_size=get("vocab_size"),
-        max_seq_len=get("max_seq_len"),
-        token_embedding_dim=token_dim,
-        layers=AUTO_LAYERS[network] if layers is None or network == "pooled_embedding" else layers,
-        cnn_filter_width=get("cnn_filter_width"),
-        vocab_file=get("vocab_file"),
-        pretrained_embedding_file=get("pretrained_embedding_file"),
-        freeze_pretrained_embedding=get("freeze_pretrained_embedding"),
-        pooling=get("pooling"),
-        activation=get("activation"),
-    )
+    """Encoder ``side``'s settings: enc1=enc0 clones enc0's (rule 1); pooled_embedding takes
+    ``enc_dim`` as its token dim and has no layers; ``layers=auto`` takes the network's default."""
+    src = 0 if side == 1 and hp.enc1_network == CLONE else side
+    values = {name: getattr(hp, f"enc{src}_{name}") for name in ENCODER_SETTINGS}
+    network = values["network"]
+    auto_layers = _encoders().get(network).auto_layers
+    if network == POOLED:
+        values.update(token_embedding_dim=hp.enc_dim, layers=auto_layers)
+    elif values["layers"] is None:
+        values["layers"] = auto_layers
+    return EncoderConfig(**values)
 
 
-def _pooling_problems(v: dict[str, Any]) -> list[str]:
-    """``encN_pooling`` / ``encN_activation`` set where they would be ignored."""
+def _network_problems(v: dict[str, Any]) -> list[str]:
+    """Keys that one network reads (``encN_pooling``, ...) set where they would be ignored."""
     problems = []
-    for side in (0, 1):
-        for key in (f"enc{side}_pooling", f"enc{side}_activation"):
-            if v[key] == SPECS[key].default:
+    for side in SIDES:
+        for name, spec in ENCODER_SETTINGS.items():
+            key = f"enc{side}_{name}"
+            if not spec.network or v[key] == spec.default:
                 continue
             network = v[f"enc{side}_network"]
-            if network == "enc0":
+            if network == CLONE:
                 problems.append(f"{key}={v[key]}: enc1_network=enc0 clones enc0's settings; set "
-                                f"enc0_{key[5:]} instead")
-            elif network != "pooled_embedding":
-                problems.append(f"{key}={v[key]}: only a pooled_embedding encoder pools token "
-                                f"embeddings, enc{side}_network is {network}")
+                                f"enc0_{name} instead")
+            elif network != spec.network:
+                problems.append(f"{key}={v[key]}: only a {spec.network} encoder {spec.does}, "
+                                f"enc{side}_network is {network}")
     return problems
 
 
@@ -276,7 +233,7 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def _to_number(value: Any, spec: Spec) -> float | int:
+def _to_number(value: Any, spec: Setting) -> float | int:
     if isinstance(value, bool) or value is None or isinstance(value, (list, dict)):
         raise _Invalid(spec.allowed())
     if isinstance(value, int):
@@ -301,7 +258,7 @@ def _to_number(value: Any, spec: Spec) -> float | int:
     return number
 
 
-def _text(value: Any, spec: Spec) -> str:
+def _text(value: Any, spec: Setting) -> str:
     """``str(value)``; an int past Python's 4300-digit limit has no text and is just invalid."""
     try:
         return str(value)
@@ -309,7 +266,7 @@ def _text(value: Any, spec: Spec) -> str:
         raise _Invalid(spec.allowed()) from None
 
 
-def _convert(value: Any, spec: Spec) -> Any:
+def _convert(value: Any, spec: Setting) -> Any:
     """Convert one decoded value to the spec's type, or raise :class:`_Invalid`."""
     if spec.kind in ("int", "float"):
         return _to_number(value, spec)
@@ -331,7 +288,7 @@ def _convert(value: Any, spec: Spec) -> Any:
         return _to_number(value, spec)
     if spec.kind == "comparators":
         items = [p.strip().lower() for p in _text(value, spec).split(",")]
-        if not items or any(p not in COMPARATORS for p in items) or len(set(items)) != len(items):
+        if not items or any(p not in spec.choices for p in items) or len(set(items)) != len(items):
             raise _Invalid(spec.allowed())
         return tuple(items)
     if spec.kind == "filename":
@@ -434,15 +391,15 @@ def _warn_token_dim_overridden(hp: Hyperparameters, raw: Mapping[str, Any]) -> N
 def _cross_key_problems(v: dict[str, Any]) -> list[str]:
     """Rules that involve several keys; run only when every key parsed on its own."""
     problems = []
-    if v["enc1_network"] != "enc0":
-        for key in ("enc1_max_seq_len", "enc1_vocab_size"):
+    if v["enc1_network"] != CLONE:  # what enc0 requires, an enc1 of its own requires too
+        for key in (f"enc1_{name}" for name, spec in ENCODER_SETTINGS.items() if spec.required):
             if v[key] is None:
                 problems.append(f"{key}: required when enc1_network={v['enc1_network']} "
                                 f"(it is only taken from enc0 when enc1_network=enc0), must be "
                                 f"{SPECS[key].allowed()}")
-    if v["token_embedding_storage_type"] == "row_sparse" and v["optimizer"] not in SPARSE_OPTIMIZERS:
+    if v["token_embedding_storage_type"] == "row_sparse" and v["optimizer"] not in _lazy_updates():
         problems.append(f"optimizer={v['optimizer']!r}: token_embedding_storage_type=row_sparse needs "
-                        f"one of {', '.join(SPARSE_OPTIMIZERS)}")
+                        f"one of {', '.join(_lazy_updates())}")
     if v["in_batch_softmax_weight"] > 0 and (v["output_layer"] != "softmax" or v["num_classes"] != 2):
         problems.append(f"in_batch_softmax_weight={v['in_batch_softmax_weight']:g}: needs "
                         f"output_layer=softmax with num_classes=2 (its positives are the pairs "
@@ -452,7 +409,7 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
             v["enc0_network"], v["enc0_network"] if v["enc1_network"] == "enc0" else v["enc1_network"]):
         problems.append(f"token_weighting={v['token_weighting']}: weights the mean of a "
                         f"pooled_embedding encoder, and neither encoder is one")
-    problems += _pooling_problems(v)
+    problems += _network_problems(v)
     if v["tied_token_embedding_weight"] and not problems:
         hp = Hyperparameters(**v)
         a, b = hp.enc0, hp.enc1

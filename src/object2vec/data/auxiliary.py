@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from object2vec.config.hyperparameters import EncoderConfig
 from object2vec.data.records import (READ_ERRORS, open_bytes, open_text, read_problem,
                                      resolve_in_channel)
 from object2vec.errors import UserError
+from object2vec.model.config import EncoderConfig
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 Each record is ``{"in0": [ids], "in1": [ids], "label": x}`` (key order free, extra keys ignored).
 Token ids are kept flat (``ids`` + ``offsets``, int32), never as per-record Python lists, so a channel of
 1,000,000 pairs of 50-token sequences needs about 400 MB. Lines are parsed in chunks: the happy path
-converts a whole chunk with ``array.extend`` and checks ranges with numpy; only a chunk that fails is
-re-walked record by record to name the exact file, line and problem.
+converts a whole chunk with :class:`~object2vec.sequences.FlatIds` and checks ranges with numpy;
+only a chunk that fails is re-walked record by record to name the exact file, line and problem.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import numpy as np
 
 from object2vec.config.hyperparameters import Hyperparameters
 from object2vec.errors import UserError
+from object2vec.sequences import FlatIds, Wording, sequence_problem
 
 log = logging.getLogger(__name__)
 
@@ -168,11 +169,11 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 class _Builder:
-    """Accumulates validated records into growing compact arrays."""
+    """Accumulates validated records, chunk by chunk, into compact arrays."""
 
     def __init__(self, rules: RecordRules) -> None:
         self.rules = rules
-        self.parts = _empty_parts()
+        self.chunks: list[tuple[np.ndarray, ...]] = []  # (ids0, ids1, lengths0, lengths1, labels)
 
     def add_chunk(self, path: Path, chunk: list[tuple[int, str]]) -> None:
         """Parse and append one chunk of lines; on any problem, raise naming the first bad line."""
@@ -184,11 +185,10 @@ class _Builder:
             for number, line in chunk:  # slow path: find and describe the first bad record
                 _check_record(path, number, line, self.rules)
             raise AssertionError(f"{path}: chunk failed the fast path but every record passed")
-        for mine, new in zip(self.parts, parts):
-            mine.extend(new)
+        self.chunks.append(parts)
 
-    def _parse(self, chunk: list[tuple[int, str]]) -> tuple[array, ...]:
-        ids0, ids1, len0, len1, labels = parts = _empty_parts()
+    def _parse(self, chunk: list[tuple[int, str]]) -> tuple[np.ndarray, ...]:
+        flat0, flat1, labels = FlatIds("i"), FlatIds("i"), array("d")
         max0, max1 = self.rules.max_seq_lens
         classify = not self.rules.regression
         for _, line in chunk:
@@ -197,42 +197,39 @@ class _Builder:
             if not a or not b:
                 raise ValueError("empty sequence")
             if ("true" in line or "false" in line) and any(type(t) is bool for t in a + b):
-                raise TypeError("bool id")  # array.extend would silently take true/false as 1/0
-            ids0.extend(a)  # TypeError for floats, strings, null
-            ids1.extend(b)
-            len0.append(len(a))
-            len1.append(len(b))
+                raise TypeError("bool id")  # FlatIds would silently take true/false as 1/0
+            flat0.append(a)  # TypeError for floats, strings, null
+            flat1.append(b)
             label = rec["label"]
             if isinstance(label, bool) or (classify and not isinstance(label, int)):
                 raise TypeError("label")
             labels.append(label)  # TypeError for non-numbers
-        return parts
+        (ids0, lengths0), (ids1, lengths1) = flat0.arrays(), flat1.arrays()
+        return ids0, ids1, lengths0, lengths1, np.frombuffer(labels, dtype=np.float64)
 
-    def _in_range(self, parts: tuple[array, ...]) -> bool:
+    def _in_range(self, parts: tuple[np.ndarray, ...]) -> bool:
         for side in (0, 1):
-            ids = np.frombuffer(parts[side], dtype=np.int32)
+            ids = parts[side]
             if ids.size and (ids.min() < 0 or ids.max() >= self.rules.vocab_sizes[side]):
                 return False
-        labels = np.frombuffer(parts[4], dtype=np.float64)
+        labels = parts[4]
         if self.rules.regression:  # also False for nan: comparisons with nan are False
             return bool((np.abs(labels) <= FLOAT32_MAX).all())
         return bool(((labels >= 0) & (labels < self.rules.num_classes)).all())
 
+    def _joined(self, part: int, dtype: type) -> np.ndarray:
+        return np.concatenate([np.zeros(0, dtype=dtype)] + [c[part] for c in self.chunks])
+
     def finish(self) -> PairData:
         sides = []
         for side in (0, 1):
-            lengths = np.frombuffer(self.parts[2 + side], dtype=np.int64)
+            lengths = self._joined(2 + side, np.int64)
             offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
             np.cumsum(lengths, out=offsets[1:])
-            sides.append(Side(np.frombuffer(self.parts[side], dtype=np.int32).copy(), offsets))
-        raw = np.frombuffer(self.parts[4], dtype=np.float64)
+            sides.append(Side(self._joined(side, np.int32), offsets))
+        raw = self._joined(4, np.float64)
         labels = raw.astype(np.float32) if self.rules.regression else raw.astype(np.int64)
         return PairData(sides[0], sides[1], labels)
-
-
-def _empty_parts() -> tuple[array, ...]:
-    """(ids0, ids1, lengths0, lengths1, labels) as compact typed arrays."""
-    return array("i"), array("i"), array("q"), array("q"), array("d")
 
 
 def _show(value: object, limit: int = 40) -> str:
@@ -252,6 +249,11 @@ def _json_problem(exc: ValueError) -> str:
     # e.g. an integer beyond sys.get_int_max_str_digits(); the rest of the message is advice
     # for Python programmers.
     return str(exc).split(";")[0]
+
+
+# How a record's token problem is worded (the rule itself: object2vec.sequences).
+_WORDING = Wording(quote="'", show_value=_show, show_id=_show,
+                   show_list=lambda value: _show(value, 80))
 
 
 def _is_regression_label(label: object) -> bool:
@@ -280,18 +282,10 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
         key = f"in{side}"
         if key not in rec:
             raise UserError(f"{where}: missing '{key}' (each record needs in0, in1 and label)")
-        seq = rec[key]
-        if not isinstance(seq, list) or not seq:
-            raise UserError(f"{where}: '{key}' must be a non-empty list of integer token ids, got "
-                            f"{_show(seq, 80)}")
-        for tok in seq[: rules.max_seq_lens[side]]:
-            if isinstance(tok, bool) or not isinstance(tok, int):
-                raise UserError(f"{where}: '{key}' holds {_show(tok)}, token ids must be integers")
-            if tok < 0:
-                raise UserError(f"{where}: '{key}' holds negative token id {_show(tok)}")
-            if tok >= rules.vocab_sizes[side]:
-                raise UserError(f"Inconsistent vocab for {key} found. Vocab id \"{_show(tok)}\" "
-                                f"is not less than vocab_size={rules.vocab_sizes[side]} ({where})")
+        problem = sequence_problem(key, rec[key], rules.max_seq_lens[side], rules.vocab_sizes[side])
+        if problem is not None:
+            text = problem.message(_WORDING)
+            raise UserError(f"{text} ({where})" if problem.place_last else f"{where}: {text}")
     if "label" not in rec:
         raise UserError(f"{where}: missing 'label'")
     label = rec["label"]

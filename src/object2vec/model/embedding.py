@@ -1,14 +1,10 @@
 """Token-embedding tables, and the per-batch row view that makes training cost independent of vocab size.
 
-Training never reads a table through the raw ids. Each step first collects the distinct ids of every
-side that reads a table (both sides when ``tied_token_embedding_weight=True``), gathers just those rows
-``(U, dim)``, and runs the encoders on the small :class:`EmbeddingRows` view with remapped ids:
-
-* ``dense`` storage: the rows are gathered through autograd, so the table gets an ordinary dense gradient
-  (one ``index_put`` of ``U`` rows, instead of the generic embedding backward);
-* ``row_sparse`` storage: the rows are a fresh leaf tensor; after ``backward`` its ``(U, dim)`` gradient
-  and the ``U`` row ids go to a lazy optimizer (``object2vec.training.sparse``) that updates only those
-  rows. No step allocates or touches anything of size ``vocab_size``.
+A :class:`TokenEmbedding` is a whole ``(vocab_size, dim)`` table (what inference reads). Training reads
+a table through an :class:`EmbeddingRows` view instead: just the rows ``(U, dim)`` of one batch's
+distinct ids, with the batch's ids remapped to positions in it. The trainer gathers the views and
+passes them to the model (``object2vec.training.sparse``: the gathering, the gradient of each storage
+type and the lazy ``row_sparse`` updates); the encoders read either kind through the same methods.
 """
 
 from __future__ import annotations
@@ -87,17 +83,6 @@ class TokenEmbedding(nn.Module, _Lookup):
         self.trainable = False
         self.weight.requires_grad_(False)
 
-    def rows(self, unique_ids: torch.Tensor) -> "EmbeddingRows":
-        """The view of rows ``unique_ids (U,)`` used by one training step."""
-        # index_select is several times faster than advanced indexing (weight[ids]) on CPU
-        if self.sparse:
-            rows = self.weight.detach().index_select(0, unique_ids).requires_grad_(self.trainable)
-        else:
-            rows = self.weight.index_select(0, unique_ids)  # dense gradient flows into the table
-        # rows: (U, dim)
-        weight = None if self.pool_weight is None else self.pool_weight.index_select(0, unique_ids)
-        return EmbeddingRows(rows, unique_ids, weight)
-
 
 @dataclass
 class EmbeddingRows(_Lookup):
@@ -106,32 +91,3 @@ class EmbeddingRows(_Lookup):
     matrix: torch.Tensor  # (U, dim)
     ids: torch.Tensor  # (U,) int64 row ids in the table, sorted
     pool_weight: torch.Tensor | None = None  # (U,) the rows' pooling weights, if the table has them
-
-
-def remap_tables(tables: list[TokenEmbedding], reads: list[tuple[int, Tokens]]
-                 ) -> tuple[list[EmbeddingRows | None], list[Tokens]]:
-    """Gather the rows each table needs for this batch.
-
-    Args:
-        tables: the model's token tables.
-        reads: ``(table index, tokens)`` for each side, in side order.
-
-    Returns:
-        One :class:`EmbeddingRows` per table (None if unread) and each side's tokens remapped to it.
-    """
-    views: list[EmbeddingRows | None] = [None] * len(tables)
-    remapped: list[Tokens | None] = [None] * len(reads)
-    for t, table in enumerate(tables):
-        sides = [i for i, (ti, _) in enumerate(reads) if ti == t]
-        if not sides:
-            continue
-        ids = torch.cat([reads[i][1].ids for i in sides])  # (N0 + N1,)
-        unique, inverse = torch.unique(ids, sorted=True, return_inverse=True)
-        views[t] = table.rows(unique)
-        start = 0
-        for i in sides:
-            tok = reads[i][1]
-            n = tok.ids.shape[0]
-            remapped[i] = Tokens(inverse[start:start + n], tok.offsets, tok.lengths)
-            start += n
-    return views, remapped  # type: ignore[return-value]

@@ -9,14 +9,14 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from object2vec.config.hyperparameters import EncoderConfig
+from object2vec.model.config import EncoderConfig
 from object2vec.model.embedding import EmbeddingRows, TokenEmbedding
 
 Table = TokenEmbedding | EmbeddingRows  # a whole table (inference) or one batch's rows (training)
 from object2vec.model.tokens import Tokens
 from object2vec.registry import Registry
 
-ENCODERS: Registry[type] = Registry("encoder")
+ENCODERS: Registry[type] = Registry("encoder")  # registered in the order error messages list
 # mlp_activation, and pooled_embedding's encN_activation (which also allows sigmoid)
 ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 
@@ -24,29 +24,6 @@ ACTIVATIONS = {"linear": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid
 def _masked_max(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Max over time of ``x (B, T, C)`` where ``mask (B, T)`` is True: ``(B, C)``."""
     return x.masked_fill(~mask[:, :, None], float("-inf")).amax(dim=1)
-
-
-@ENCODERS.register("pooled_embedding")
-class PooledEmbeddingEncoder(nn.Module):
-    """Mean of the token embeddings over the real tokens. Token dim == ``enc_dim``, no extra layer.
-
-    Extensions (``encN_pooling``, ``encN_activation``; the defaults are the original's mean): the sum
-    instead of the mean, and an activation on the pooled vector. ``sum`` + ``sigmoid`` over a bag
-    that repeats each token as often as its weight is an item-based autoencoder's encoder,
-    ``sigmoid(V r)`` (I-AutoRec; see benchmarks/movielens.py).
-    """
-
-    def __init__(self, cfg: EncoderConfig, enc_dim: int) -> None:
-        super().__init__()
-        if cfg.token_embedding_dim != enc_dim:
-            raise ValueError(f"pooled_embedding needs token_embedding_dim == enc_dim, "
-                             f"got {cfg.token_embedding_dim} vs {enc_dim}")
-        self.sum = cfg.pooling == "sum"
-        self.activation = ACTIVATIONS[cfg.activation]()
-
-    def forward(self, emb: Table, tokens: Tokens) -> torch.Tensor:
-        pooled = emb.bag_sum(tokens) if self.sum else emb.bag_mean(tokens)  # (B, enc_dim)
-        return self.activation(pooled)
 
 
 @ENCODERS.register("hcnn")
@@ -57,6 +34,8 @@ class HierarchicalCNNEncoder(nn.Module):
     ``enc_dim`` channels; every level is max-pooled over the real tokens, the levels are concatenated and
     projected to ``enc_dim``.
     """
+
+    auto_layers = 4  # encN_layers=auto
 
     def __init__(self, cfg: EncoderConfig, enc_dim: int) -> None:
         super().__init__()
@@ -82,6 +61,8 @@ class BiLSTMEncoder(nn.Module):
     """Multi-layer bidirectional LSTM (``enc_dim // 2`` units each way), max-pooled over the real tokens
     and projected to ``enc_dim``."""
 
+    auto_layers = 1  # encN_layers=auto
+
     def __init__(self, cfg: EncoderConfig, enc_dim: int) -> None:
         super().__init__()
         hidden = max(1, enc_dim // 2)
@@ -96,6 +77,31 @@ class BiLSTMEncoder(nn.Module):
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])  # (B, T, 2H)
         return self.proj(_masked_max(out, mask))  # (B, enc_dim)
+
+
+@ENCODERS.register("pooled_embedding")
+class PooledEmbeddingEncoder(nn.Module):
+    """Mean of the token embeddings over the real tokens. Token dim == ``enc_dim``, no extra layer.
+
+    Extensions (``encN_pooling``, ``encN_activation``; the defaults are the original's mean): the sum
+    instead of the mean, and an activation on the pooled vector. ``sum`` + ``sigmoid`` over a bag
+    that repeats each token as often as its weight is an item-based autoencoder's encoder,
+    ``sigmoid(V r)`` (I-AutoRec; see benchmarks/movielens.py).
+    """
+
+    auto_layers = 1  # no layers: encN_layers is ignored
+
+    def __init__(self, cfg: EncoderConfig, enc_dim: int) -> None:
+        super().__init__()
+        if cfg.token_embedding_dim != enc_dim:
+            raise ValueError(f"pooled_embedding needs token_embedding_dim == enc_dim, "
+                             f"got {cfg.token_embedding_dim} vs {enc_dim}")
+        self.sum = cfg.pooling == "sum"
+        self.activation = ACTIVATIONS[cfg.activation]()
+
+    def forward(self, emb: Table, tokens: Tokens) -> torch.Tensor:
+        pooled = emb.bag_sum(tokens) if self.sum else emb.bag_mean(tokens)  # (B, enc_dim)
+        return self.activation(pooled)
 
 
 def build_encoder(cfg: EncoderConfig, enc_dim: int) -> nn.Module:

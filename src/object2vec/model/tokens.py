@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+
+from object2vec.sequences import flat_ids
 
 
 @dataclass
@@ -21,11 +24,15 @@ class Tokens:
 
     @classmethod
     def from_lists(cls, seqs: list[list[int]], device: torch.device | str = "cpu") -> "Tokens":
-        """Build from Python lists (tests, serving). Every sequence must be non-empty."""
-        lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
-        ids = torch.tensor([t for s in seqs for t in s], dtype=torch.long)
-        offsets = torch.cumsum(lengths, 0) - lengths
-        return cls(ids, offsets, lengths).to(device)
+        """Build from Python lists of integer ids (tests, serving). Every sequence must be
+        non-empty."""
+        return cls.from_flat(*flat_ids(seqs)).to(device)
+
+    @classmethod
+    def from_flat(cls, ids: np.ndarray, lengths: np.ndarray) -> Tokens:
+        """Build from :func:`object2vec.sequences.flat_ids`' arrays (int64; shared, not copied)."""
+        return cls(torch.from_numpy(ids), torch.from_numpy(np.cumsum(lengths) - lengths),
+                   torch.from_numpy(lengths))
 
     def __len__(self) -> int:
         return int(self.lengths.shape[0])

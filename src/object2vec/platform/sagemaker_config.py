@@ -1,37 +1,23 @@
 """Readers of the SageMaker config files (hyperparameters, input data, resources).
 
-The JSON files are read with ``sagemaker_training.files.read_json``. That toolkit reads
-``SAGEMAKER_BASE_DIR`` when first imported and, if neither it nor ``/opt/ml`` exists, rewrites it to
-``~/sagemaker_local/jobs/<ts>/opt/ml``; :func:`_toolkit_files` pins the variable around the import so that
-side effect never reaches the rest of the program.
+Plain ``json`` with this project's own error messages. The SageMaker training toolkit
+(``sagemaker-training``) is not used: it models a script-mode job (a user entry point, ``SM_*``
+variables, MPI), reads its paths at import time and rewrites ``SAGEMAKER_BASE_DIR`` when ``/opt/ml``
+is absent, and it would bring about 200 MB (scipy, gevent, paramiko, ...) and a C compiler into
+both images for three ``json.load`` calls; README.md, "Dependencies", gives the measurements.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from object2vec.errors import UserError
-from object2vec.platform.paths import BASE_DIR_ENV, DEFAULT_BASE_DIR, SageMakerPaths
+from object2vec.platform.paths import SageMakerPaths
 
 DEFAULT_HOST = "algo-1"
-
-
-def _toolkit_files():
-    """Import ``sagemaker_training.files`` without letting its import-time env rewrite escape."""
-    saved = os.environ.get(BASE_DIR_ENV)
-    os.environ.setdefault(BASE_DIR_ENV, DEFAULT_BASE_DIR)
-    try:
-        from sagemaker_training import files
-    finally:
-        if saved is None:
-            os.environ.pop(BASE_DIR_ENV, None)
-        else:
-            os.environ[BASE_DIR_ENV] = saved
-    return files
 
 
 def _int_or_digits(text: str) -> int | str:
@@ -48,14 +34,13 @@ def read_json_file(path: Path, what: str) -> Any:
     if not path.is_file():
         raise UserError(f"{what} not found: {path}")
     try:
-        return _toolkit_files().read_json(str(path))
+        # An integer past Python's int-string limit keeps its digits (see _int_or_digits).
+        return json.loads(path.read_text(encoding="utf-8"), parse_int=_int_or_digits)
     except json.JSONDecodeError as exc:
         raise UserError(f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}): "
                         f"{exc.msg}") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
-    except ValueError:  # valid JSON with an integer past Python's int-string limit: keep its digits
-        return json.loads(path.read_text(encoding="utf-8"), parse_int=_int_or_digits)
 
 
 def read_hyperparameters(paths: SageMakerPaths) -> dict[str, Any]:
@@ -64,8 +49,8 @@ def read_hyperparameters(paths: SageMakerPaths) -> dict[str, Any]:
         return {}
     data = read_json_file(paths.hyperparameters_file, "hyperparameters file")
     if not isinstance(data, dict):
-        raise UserError(f"hyperparameters file {paths.hyperparameters_file} must hold a JSON object, "
-                        f"got {type(data).__name__}")
+        raise UserError(f"hyperparameters file {paths.hyperparameters_file} must hold a JSON "
+                        f"object, got {type(data).__name__}")
     return data
 
 

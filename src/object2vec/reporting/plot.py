@@ -1,4 +1,4 @@
-"""Line charts as PNG files, drawn with numpy and the standard library only (no matplotlib, no Pillow).
+"""Line charts as PNG files, drawn with matplotlib (its Agg backend, imported at the first chart).
 
     png = render_curves([0, 1, 2], [Panel("loss", [Series("train", [0.9, 0.6, 0.5]),
                                                    Series("validation", [0.8, 0.7, 0.75])])],
@@ -6,61 +6,36 @@
     Path("curves.png").write_bytes(png)
 
 One panel per metric, stacked, each with its own y axis (a loss and an accuracy never share a scale):
-a line per series, tick labels, a legend, and a dashed line at ``best_x``. A non-finite value leaves a
-gap in its line and a small ``X`` at the top of the panel. Text uses a built-in 5x7 bitmap font of
-capitals, digits and a little punctuation; lower case is drawn in capitals.
+a line per series, a legend above the frame, and a dashed line at ``best_x``. A non-finite value
+leaves a gap in its line and a small ``x`` at the top of the panel.
 
-To look at the output: open the file in any image viewer or browser (``xdg-open training_curves.png``).
+Every panel's frame sits at a fixed pixel position (``LEFT``, ``TOP``, ... below), so an image is
+``width`` x (``TITLE_HEIGHT`` + ``PANEL_HEIGHT`` per panel) pixels whatever its labels. The figure
+is a ``matplotlib.figure.Figure`` on its own Agg canvas: no pyplot, no global state, nothing shown.
+The pixels are written by :func:`encode_png` as an 8-bit RGB PNG.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 Color = tuple[int, int, int]
-WHITE, BLACK, GREY, GRID = (255, 255, 255), (0, 0, 0), (120, 120, 120), (228, 228, 228)
+WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (120, 120, 120)
 SPLIT_COLORS: dict[str, Color] = {"train": (31, 119, 180), "validation": (255, 127, 14),
                                   "test": (44, 160, 44)}
 PALETTE: tuple[Color, ...] = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
                               (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
                               (188, 189, 34), (23, 190, 207))  # matplotlib's tab10
 WIDTH, TITLE_HEIGHT, PANEL_HEIGHT = 800, 44, 220
-LEFT, RIGHT, TOP, BOTTOM = 72, 24, 26, 34  # plot area margins inside a panel, in pixels
+LEFT, RIGHT, TOP, BOTTOM = 72, 24, 26, 34  # a panel's frame inside its band, in pixels
+DPI = 100
 MARKERS_UP_TO = 60  # epochs; with more, points are joined by the line only
-
-# 5x7 glyphs: each is 7 rows of 5 bits (bit 4 = leftmost pixel), as 14 hex digits.
-_GLYPHS = """
-0 0E11131519110E 1 040C040404040E 2 0E11010204081F 3 1F02040201110E 4 02060A121F0202
-5 1F101E0101110E 6 0608101E11110E 7 1F010204080808 8 0E11110E11110E 9 0E11110F01020C
-A 0E1111111F1111 B 1E11111E11111E C 0E11101010110E D 1C12111111121C E 1F10101E10101F
-F 1F10101E101010 G 0E11101711110F H 1111111F111111 I 0E04040404040E J 0702020202120C
-K 11121418141211 L 1010101010101F M 111B1515111111 N 11111915131111 O 0E11111111110E
-P 1E11111E101010 Q 0E11111115120D R 1E11111E141211 S 0F10100E01011E T 1F040404040404
-U 1111111111110E V 11111111110A04 W 1111111515150A X 11110A040A1111 Y 1111110A040404
-Z 1F01020408101F . 00000000000C0C , 000000000C0408 - 0000001F000000 + 0004041F040400
-: 000C0C000C0C00 _ 0000000000001F ( 02040808080402 ) 08040202020408 / 00010204081000
-= 00001F001F0000 % 18190204081303 ? 0E110102040004 ! 04040404040004 # 0A0A1F0A1F0A0A
-"""
-
-
-def _parse_font(table: str) -> dict[str, np.ndarray]:
-    """{character: (7, 5) bool bitmap} from the table's "character hex" pairs, plus the space."""
-    tokens = iter(table.split())
-    return {" ": np.zeros((7, 5), bool), **{ch: _bitmap(rows) for ch, rows in zip(tokens, tokens)}}
-
-
-def _bitmap(hex_rows: str) -> np.ndarray:
-    rows = bytes.fromhex(hex_rows)
-    return np.array([[(r >> (4 - c)) & 1 for c in range(5)] for r in rows], bool)
-
-
-FONT = _parse_font(_GLYPHS)
+FONT_SIZE = 8  # points
 
 
 @dataclass
@@ -81,132 +56,78 @@ class Panel:
     series: list[Series]
 
 
-# -- drawing primitives on an (H, W, 3) uint8 image ---------------------------------------------------
+def _rgb(color: Color) -> tuple[float, float, float]:
+    return tuple(c / 255 for c in color)
 
 
-def text_width(text: str, scale: int = 1) -> int:
-    return max(0, len(text) * 6 * scale - scale)
+def _draw_panel(fig, box: list[float], x: np.ndarray, panel: Panel, best_x: float | None,
+                x_label: str, x_ticks: Sequence[tuple[float, str]] | None) -> None:
+    from matplotlib.ticker import MaxNLocator
 
-
-def draw_text(img: np.ndarray, x: int, y: int, text: str, color: Color, scale: int = 1) -> None:
-    """``text`` with its top-left corner at (x, y); unknown characters are drawn as ``?``."""
-    for i, ch in enumerate(text.upper()):
-        glyph = FONT.get(ch, FONT["?"]).repeat(scale, 0).repeat(scale, 1)
-        _paint(img, x + i * 6 * scale, y, glyph, color)
-
-
-def _paint(img: np.ndarray, x: int, y: int, mask: np.ndarray, color: Color) -> None:
-    """Set the pixels of ``mask`` placed at (x, y), clipped to the image."""
-    h, w = mask.shape
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, img.shape[1]), min(y + h, img.shape[0])
-    if x0 < x1 and y0 < y1:
-        img[y0:y1, x0:x1][mask[y0 - y:y1 - y, x0 - x:x1 - x]] = color
-
-
-def draw_line(img: np.ndarray, x0: float, y0: float, x1: float, y1: float, color: Color,
-              width: int = 2, dash: int = 0) -> None:
-    """A straight line ``width`` pixels thick; ``dash > 0`` draws dashes of that many pixels."""
-    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-    xs, ys = np.rint(np.linspace(x0, x1, n)).astype(int), np.rint(np.linspace(y0, y1, n)).astype(int)
-    if dash:
-        keep = (np.arange(n) // dash) % 2 == 0
-        xs, ys = xs[keep], ys[keep]
-    for dx in range(width):
-        for dy in range(width):
-            px, py = xs + dx - width // 2, ys + dy - width // 2
-            ok = (px >= 0) & (px < img.shape[1]) & (py >= 0) & (py < img.shape[0])
-            img[py[ok], px[ok]] = color
-
-
-def nice_ticks(lo: float, hi: float, target: int = 5, integer: bool = False) -> list[float]:
-    """Round values in [lo, hi] at a step of 1, 2 or 5 times a power of ten, about ``target`` of them."""
-    raw = max((hi - lo) / target, 1e-300)
-    mag = 10.0 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
-    step = max(step, 1.0) if integer else step
-    first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
-    return [k * step for k in range(first, last + 1)]
-
-
-def tick_label(value: float, ticks: Sequence[float]) -> str:
-    """``value`` with just enough digits to tell neighbouring ticks apart (fixed point when that is
-    short, e.g. ``0.85`` or ``14500``, else exponent notation)."""
-    if len(ticks) < 2:
-        return f"{value:.6g}"
-    step, top = abs(ticks[1] - ticks[0]), max(abs(t) for t in ticks)
-    value = 0.0 if abs(value) < step * 1e-6 else value
-    if 1e-4 <= step and top < 1e7:
-        return f"{value:.{max(0, -math.floor(math.log10(step) + 1e-9))}f}"
-    digits = min(10, max(1, math.floor(math.log10(top)) - math.floor(math.log10(step)) + 1))
-    return f"{value:.{digits}g}"
-
-
-def _padded_range(values: np.ndarray, pad: float = 0.06) -> tuple[float, float]:
-    lo, hi = float(values.min()), float(values.max())
-    if hi - lo <= 1e-12 * max(1.0, abs(hi)):  # constant: centre it
-        half = abs(hi) * 0.1 or 1.0
-        return lo - half, hi + half
-    return lo - pad * (hi - lo), hi + pad * (hi - lo)
-
-
-# -- the chart ----------------------------------------------------------------------------------------
-
-
-def _draw_panel(img: np.ndarray, top: int, x: np.ndarray, panel: Panel, best_x: float | None,
-                x_label: str, x_ticks: Sequence[tuple[float, str]] | None = None) -> None:
-    px0, px1, py0, py1 = LEFT, img.shape[1] - RIGHT, top + TOP, top + PANEL_HEIGHT - BOTTOM
-    draw_text(img, px0, top + 8, panel.title, BLACK, scale=2 if text_width(panel.title, 2) < 320 else 1)
-    lx = px1  # legend, right-aligned in the header row
-    colors = [s.color or SPLIT_COLORS.get(s.label, PALETTE[i % len(PALETTE)])
-              for i, s in enumerate(panel.series)]
-    for s, color in reversed(list(zip(panel.series, colors))):
-        lx -= text_width(s.label)
-        draw_text(img, lx, top + 12, s.label, BLACK)
-        draw_line(img, lx - 20, top + 15, lx - 6, top + 15, color, width=3)
-        lx -= 34
-    ys = [np.asarray(s.values, float) for s in panel.series]
-    finite = np.concatenate([v[np.isfinite(v) & (np.abs(v) < 1e300)] for v in ys] + [np.zeros(0)])
-    xlo, xhi = _padded_range(x, pad=0.03) if len(x) > 1 else (x[0] - 0.5, x[0] + 0.5)
-    ylo, yhi = _padded_range(finite) if finite.size else (0.0, 1.0)
-    sx = lambda v: px0 + (v - xlo) / (xhi - xlo) * (px1 - px0)  # noqa: E731
-    sy = lambda v: py1 - (v - ylo) / (yhi - ylo) * (py1 - py0)  # noqa: E731
-    yticks = nice_ticks(ylo, yhi) if finite.size else []
-    for t in yticks:
-        y = round(sy(t))
-        draw_line(img, px0, y, px1, y, GRID, width=1)
-        draw_line(img, px0 - 4, y, px0, y, BLACK, width=1)
-        label = tick_label(t, yticks)
-        draw_text(img, px0 - 7 - text_width(label), y - 3, label, BLACK)
-    xticks = nice_ticks(xlo, xhi, target=8, integer=True)
-    labelled = x_ticks if x_ticks is not None else [(t, tick_label(t, xticks)) for t in xticks]
-    for t, label in labelled:
-        xp = round(sx(t))
-        draw_line(img, xp, py1, xp, py1 + 4, BLACK, width=1)
-        draw_text(img, xp - text_width(label) // 2, py1 + 8, label, BLACK)
-    draw_text(img, (px0 + px1 - text_width(x_label)) // 2, py1 + 20, x_label, GREY)
-    if best_x is not None and xlo <= best_x <= xhi:
-        bx = round(sx(best_x))
-        draw_line(img, bx, py0, bx, py1, GREY, width=1, dash=4)
-        label = f"best {best_x:g}"
-        draw_text(img, min(bx + 4, px1 - text_width(label) - 2), py0 + 3, label, GREY)
-    for values, color in zip(ys, colors):
+    ax = fig.add_axes(box)
+    ax.set_title(panel.title, loc="left", fontsize=FONT_SIZE + 2, pad=4)
+    ax.grid(True, color=(0.9, 0.9, 0.9), linewidth=0.8)
+    ax.set_axisbelow(True)
+    ax.tick_params(labelsize=FONT_SIZE, length=4)
+    ax.set_xlabel(x_label, fontsize=FONT_SIZE, color=_rgb(GREY), labelpad=1)
+    any_finite = False
+    for i, s in enumerate(panel.series):
+        color = _rgb(s.color or SPLIT_COLORS.get(s.label, PALETTE[i % len(PALETTE)]))
+        values = np.asarray(s.values, float)[:len(x)]
+        xs = x[:len(values)]
         ok = np.isfinite(values) & (np.abs(values) < 1e300)
-        n = min(len(values), len(x))
-        for i in range(n - 1):
-            if ok[i] and ok[i + 1]:
-                draw_line(img, sx(x[i]), sy(values[i]), sx(x[i + 1]), sy(values[i + 1]), color)
-        for i in range(n):
-            lonely = not (i > 0 and ok[i - 1]) and not (i + 1 < n and ok[i + 1])
-            if ok[i] and (n <= MARKERS_UP_TO or lonely):
-                xp, yp = round(sx(x[i])), round(sy(values[i]))
-                img[max(yp - 2, 0):yp + 3, max(xp - 2, 0):xp + 3] = color
-            elif not ok[i]:
-                draw_text(img, round(sx(x[i])) - 2, py0 + 3, "x", color)
-    if not finite.size:
-        msg = "no finite values"
-        draw_text(img, (px0 + px1 - text_width(msg, 2)) // 2, (py0 + py1) // 2 - 7, msg, GREY, 2)
-    img[py0:py1 + 1, [px0, px1]] = BLACK  # frame
-    img[[py0, py1], px0:px1 + 1] = BLACK
+        any_finite |= bool(ok.any())
+        shown = np.where(ok, values, np.nan)
+        # A point with no finite neighbour has no line: it always gets a marker.
+        prev_ok = np.concatenate([[False], ok[:-1]])
+        next_ok = np.concatenate([ok[1:], [False]])
+        lonely = ok & ~prev_ok & ~next_ok
+        marks = ok if len(values) <= MARKERS_UP_TO else lonely
+        ax.plot(xs, shown, color=color, linewidth=1.6, label=s.label,
+                marker="s", markersize=4, markevery=list(np.flatnonzero(marks)))
+        if (~ok).any():  # where a value is not finite: an "x" at the top of the panel
+            ax.plot(xs[~ok], np.full((~ok).sum(), 0.96), linestyle="none", marker="x",
+                    markersize=4, color=color, transform=ax.get_xaxis_transform(), clip_on=False)
+    if len(x) > 1:
+        ax.set_xlim(*_padded_range(x, 0.03))
+    else:
+        ax.set_xlim(x[0] - 0.5, x[0] + 0.5)
+    if x_ticks is not None:
+        ax.set_xticks([t for t, _ in x_ticks], [label for _, label in x_ticks])
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=8, integer=True))
+    if not any_finite:
+        ax.set_yticks([])
+        ax.text(0.5, 0.5, "no finite values", transform=ax.transAxes, ha="center", va="center",
+                fontsize=FONT_SIZE + 4, color=_rgb(GREY))
+    if best_x is not None:
+        lo, hi = ax.get_xlim()
+        if lo <= best_x <= hi:
+            ax.axvline(best_x, color=_rgb(GREY), linewidth=1, linestyle=(0, (4, 4)),
+                       antialiased=False)
+            ax.text(best_x, 0.97, f" best {best_x:g}", transform=ax.get_xaxis_transform(),
+                    ha="left", va="top", fontsize=FONT_SIZE, color=_rgb(GREY))
+    if panel.series:
+        _legend(fig, ax, len(panel.series))
+
+
+def _legend(fig, ax, count: int) -> None:
+    """One row right-aligned above the frame, beside the panel's title; when that row would run into
+    the title, a framed legend inside the panel (where it covers the least) instead."""
+    style = {"fontsize": FONT_SIZE, "handlelength": 1.6, "columnspacing": 1.2}
+    legend = ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=count, frameon=False,
+                       borderaxespad=0.1, borderpad=0.1, **style)
+    renderer = fig.canvas.get_renderer()
+    if legend.get_window_extent(renderer).x0 < ax.title.get_window_extent(renderer).x1 + 12:
+        legend.remove()
+        ax.legend(loc="best", ncol=min(count, 3), framealpha=0.85, **style)
+
+
+def _padded_range(values: np.ndarray, pad: float) -> tuple[float, float]:
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo <= 1e-12 * max(1.0, abs(hi)):
+        return lo - 0.5, hi + 0.5
+    return lo - pad * (hi - lo), hi + pad * (hi - lo)
 
 
 def render_curves(x: Sequence[float], panels: Sequence[Panel], title: str = "",
@@ -220,14 +141,30 @@ def render_curves(x: Sequence[float], panels: Sequence[Panel], title: str = "",
     xs = np.asarray(x, float)
     if xs.size == 0 or not np.isfinite(xs).all():
         raise ValueError("x needs at least one value, all finite")
-    img = np.full((TITLE_HEIGHT + PANEL_HEIGHT * max(1, len(panels)), width, 3), WHITE, np.uint8)
-    draw_text(img, 12, 8, title, BLACK, scale=2)
-    draw_text(img, 12, 28, note, GREY)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    height = TITLE_HEIGHT + PANEL_HEIGHT * max(1, len(panels))
+    fig = Figure(figsize=(width / DPI, height / DPI), dpi=DPI, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+    fig.text(12 / width, 1 - 6 / height, title, ha="left", va="top", fontsize=FONT_SIZE + 4,
+             weight="bold")
+    if note:
+        fig.text(12 / width, 1 - 28 / height, note, ha="left", va="top", fontsize=FONT_SIZE,
+                 color=_rgb(GREY))
     for i, panel in enumerate(panels):
-        _draw_panel(img, TITLE_HEIGHT + i * PANEL_HEIGHT, xs, panel, best_x, x_label, x_ticks)
+        top = TITLE_HEIGHT + i * PANEL_HEIGHT + TOP  # of the frame, in pixels from the top
+        frame_height = PANEL_HEIGHT - TOP - BOTTOM
+        box = [LEFT / width, 1 - (top + frame_height) / height, (width - LEFT - RIGHT) / width,
+               frame_height / height]
+        _draw_panel(fig, box, xs, panel, best_x, x_label, x_ticks)
     if not panels:
-        draw_text(img, LEFT, TITLE_HEIGHT + PANEL_HEIGHT // 2, "no metrics", GREY, scale=2)
-    return encode_png(img)
+        fig.text(LEFT / width, 1 - (TITLE_HEIGHT + PANEL_HEIGHT / 2) / height, "no metrics",
+                 fontsize=FONT_SIZE + 6, color=_rgb(GREY))
+    canvas.draw()
+    pixels = np.asarray(canvas.buffer_rgba())[..., :3]
+    assert pixels.shape == (height, width, 3), pixels.shape
+    return encode_png(pixels)
 
 
 def encode_png(pixels: np.ndarray) -> bytes:

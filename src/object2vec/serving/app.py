@@ -1,10 +1,10 @@
 """The Flask app: ``GET /ping``, ``POST /invocations``, ``GET /execution-parameters``. Nothing else.
 
 ``/invocations`` is decode (:mod:`~object2vec.serving.codec`) -> predict
-(:mod:`~object2vec.serving.predictor`) -> encode. Errors carrying an HTTP ``status`` become that
-status with the body ``{"error": "<message>"}``; anything else is an internal fault: 500, traceback
-logged. Every error body, 404 and 405 included, is that JSON object. A body that cannot be read --
-broken chunked framing (400) or a client that stopped sending (408,
+(:mod:`~object2vec.serving.predictor`) -> encode. A :class:`~object2vec.errors.UserError` becomes
+its HTTP ``status`` with the body ``{"error": "<message>"}``; anything else is an internal fault:
+500, traceback logged. Every error body, 404 and 405 included, is that JSON object. A body that
+cannot be read -- broken chunked framing (400) or a client that stopped sending (408,
 :class:`~object2vec.serving.worker.TimedReader`) -- is answered and the connection closed: the rest
 of the stream cannot be trusted to start a request.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, Callable, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
 from flask import Flask, Response, request
 from gunicorn.http.errors import ParseException
@@ -21,6 +21,9 @@ from werkzeug.exceptions import HTTPException
 
 from object2vec.errors import UserError
 from object2vec.serving import codec
+
+if TYPE_CHECKING:
+    from object2vec.serving.predictor import Predictions
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +37,7 @@ class PredictorLike(Protocol):
     """What the app needs from a predictor (see :class:`object2vec.serving.predictor.Predictor`)."""
 
     def predict(self, instances: Sequence[Any], max_seqlens: tuple[int, int] | None = None,
-                where: Callable[[int], str] | None = None) -> list[dict[str, Any]]: ...
+                where: Callable[[int], str] | None = None) -> Sequence[Predictions]: ...
 
 
 def _json_response(payload: dict[str, Any], status: int) -> Response:
@@ -151,7 +154,7 @@ def create_app(predictor: PredictorLike | Callable[[], PredictorLike], *, worker
 
     @app.errorhandler(UserError)
     def user_error(exc: UserError) -> Response:
-        status = getattr(exc, "status", 400)
+        status = exc.status
         log.info("%s %s -> %d: %s", request.method, request.path, status, exc)
         resp = _error(str(exc), status)
         if status in _CLOSE_STATUSES or isinstance(exc, UnreadableBody):

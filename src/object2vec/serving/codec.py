@@ -15,9 +15,11 @@ JSON values nested more than :data:`MAX_NESTING` levels, and integers longer tha
 The parameter ``infer_max_seqlens=<enc0>,<enc1>`` (two integers in 1..5000) truncates the inputs of
 each encoder. Responses are ``{"predictions": [prediction, ...]}`` or one prediction per line (no
 trailing newline: batch transform's ``AssembleWith=Line`` adds it), chosen by ``Accept``; without
-one (or with ``*/*``) the response takes the request's type.
+one (or with ``*/*``) the response takes the request's type. Headers are read with werkzeug's
+parsers.
 
-Floats are written with 9 significant digits, enough to read back every float32 exactly.
+Responses are written by ``orjson``, compact (no spaces); each float32 as the shortest text that
+reads back as the same float32; NaN and infinities as Python's ``json`` writes them.
 
 Every problem raises a :class:`RequestError` carrying its HTTP status (400, 406, 408, 413 or 415).
 """
@@ -25,14 +27,19 @@ Every problem raises a :class:`RequestError` carrying its HTTP status (400, 406,
 from __future__ import annotations
 
 import json
-import math
+import re
 import sys
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+import orjson
+from werkzeug.http import parse_accept_header, parse_options_header
 
 from object2vec.errors import UserError
+
+if TYPE_CHECKING:
+    from object2vec.serving.predictor import Predictions
 
 JSON = "application/json"
 JSONLINES = "application/jsonlines"
@@ -58,15 +65,12 @@ SUPPORTED = f"{JSON} or {JSONLINES} (or one of {', '.join(JSONLINES_ALIASES[1:])
 
 
 class RequestError(UserError):
-    """A request the server cannot answer; ``status`` is the HTTP status to reply with."""
-
-    status = 400
+    """A request the server cannot answer; ``status`` (:class:`UserError`'s, 400 unless a subclass
+    says otherwise) is the HTTP status to reply with."""
 
 
 class BadRequest(RequestError):
     """Malformed body or invalid values (400)."""
-
-    status = 400
 
 
 class NotAcceptable(RequestError):
@@ -127,15 +131,16 @@ class Decoded:
 # Headers
 
 
-def _split_params(header: str) -> tuple[str, dict[str, str]]:
-    """``'Application/JSON; a=1; b="2,3"'`` -> ``("application/json", {"a": "1", "b": "2,3"})``."""
-    media, *parts = header.split(";")
-    params = {}
-    for part in parts:
-        name, sep, value = part.partition("=")
-        if name.strip():
-            params[name.strip().lower()] = value.strip().strip('"') if sep else ""
-    return media.strip().lower(), params
+# infer_max_seqlens=50,50, as SageMaker documents it, is no valid RFC 9110 parameter (a comma ends
+# a token): werkzeug reads it as "50". This one parameter is read from the header as written.
+_MAX_SEQLENS_VALUE = re.compile(rf";\s*{MAX_SEQLENS_PARAM}\s*(?:=([^;]*))?(?=;|$)", re.IGNORECASE)
+
+
+def _max_seqlens_value(header: str) -> str | None:
+    """The raw ``infer_max_seqlens`` value of a ``Content-Type`` (the last one), unquoted; ``""``
+    for the name alone."""
+    values = _MAX_SEQLENS_VALUE.findall(header)
+    return values[-1].strip().strip('"') if values else None
 
 
 def parse_max_seqlens(value: str) -> tuple[int, int]:
@@ -164,8 +169,8 @@ def parse_content_type(header: str | None) -> RequestFormat:
         UnsupportedMediaType: a type other than JSON or JSON Lines, or a charset other than UTF-8.
         BadRequest: an invalid ``infer_max_seqlens`` parameter.
     """
-    media, params = _split_params(header or JSON)
-    media = media or JSON
+    media, params = parse_options_header(header or JSON)
+    media = media.lower() or JSON
     if media in READ_AS_JSON:
         media = JSON
     if media not in MEDIA_TYPES:
@@ -173,23 +178,16 @@ def parse_content_type(header: str | None) -> RequestFormat:
     charset = params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8", "us-ascii", "ascii"):
         raise UnsupportedMediaType(f"unsupported charset {charset!r} in Content-Type: send UTF-8")
-    seqlens = params.get(MAX_SEQLENS_PARAM)
+    seqlens = _max_seqlens_value(header or "")
     return RequestFormat(MEDIA_TYPES[media], media,
                          None if seqlens is None else parse_max_seqlens(seqlens))
 
 
 def _accept_entries(header: str) -> list[str]:
-    """Media types of an ``Accept`` header, best first (by ``q``; ties keep their order)."""
-    entries = []
-    for position, item in enumerate(header.split(",")):
-        media, params = _split_params(item)
-        try:
-            quality = float(params.get("q", "1"))
-        except ValueError:
-            quality = 1.0
-        if media and quality > 0:
-            entries.append((-quality, position, media))
-    return [media for _, _, media in sorted(entries)]
+    """Media types of an ``Accept`` header (lower case, without parameters), best first: by ``q``,
+    ties in their order (werkzeug's ``Accept``); ``q=0`` means "not this one"."""
+    return [parse_options_header(value)[0].lower()
+            for value, quality in parse_accept_header(header) if quality > 0]
 
 
 def negotiate_accept(header: str | None, request: RequestFormat) -> ResponseFormat:
@@ -336,190 +334,67 @@ def decode(body: bytes, request: RequestFormat) -> Decoded:
 
 
 # --------------------------------------------------------------------------------------------------
-# Float formatting: the text of Python's "%.9g" (".0" added to integral values), built with numpy
-# array operations instead of one Python call per float -- a 1000 x 300 embedding response is
-# 300,000 floats.
+# Encoding
 
-_WIDTH = 15  # widest number: "-0.000123456789" or "-1.23456789e-05"
-# Rows of the per-number byte table ``src`` (rows, n) from which every number is gathered.
-# _D0.._D0+8 hold the 9 digits; _X1, _X2 the exponent's two digits.
-_PAD, _MINUS, _D0, _ZERO, _DOT, _EXP, _ESIGN, _X1, _X2, _COMMA, _SPACE = (
-    0, 1, 2, 11, 12, 13, 14, 15, 16, 17, 18)
-_SRC_ROWS = 19
-_CONSTANT_ROWS = {_ZERO: "0", _DOT: ".", _EXP: "e", _COMMA: ",", _SPACE: " "}
-_POSITIONAL_EXPONENTS = range(-4, 9)  # like %.9g: positional for 1e-4 <= |x| < 1e9
-_POW10_BIAS = 64
-_POW10 = 10.0 ** np.arange(-_POW10_BIAS, _POW10_BIAS + 1, dtype=np.float64)
-# ASCII digits of 0..999 written with 3 digits, (3, 1000); and the trailing zeros of each (3 for 0).
-_DIGITS3 = np.ascontiguousarray(
-    np.array([[ord(c) for c in f"{i:03d}"] for i in range(1000)], dtype=np.uint8).T)
-_TRAILING_ZEROS3 = np.array([3] + [len(str(i)) - len(str(i).rstrip("0")) for i in range(1, 1000)],
-                            dtype=np.int64)
-VECTORIZE_MIN_FLOATS = 128  # below this many floats, plain Python is faster
-FORMAT_CHUNK_FLOATS = 8192  # floats formatted per numpy pass: keeps the temporaries in cache
+_ORJSON = orjson.OPT_SERIALIZE_NUMPY  # float32 arrays: the shortest text that reads back exactly
+# orjson writes NaN and infinities as null; Python's json (and so this server, always) writes them
+# as below. A row holding one is written with these strings in place (the response holds no other
+# strings), then the quoted strings are replaced by the bare words.
+_NAN, _INFINITY, _MINUS_INFINITY = "\u0001NaN", "\u0001Infinity", "\u0001-Infinity"
+_NON_FINITE = {_NAN: b"NaN", _INFINITY: b"Infinity", _MINUS_INFINITY: b"-Infinity"}
 
 
-def _patterns() -> np.ndarray:
-    """(n_patterns, _WIDTH + 2) rows of ``src`` making each layout of a number, then ", ".
-
-    Pattern ``(e + 4) * 9 + k - 1``: positional, decimal exponent ``e``, ``k`` significant digits;
-    then 9 scientific patterns by ``k``; the last is zero. Unused slots read ``_PAD`` (byte 0),
-    dropped at the end.
-    """
-    rows = []
-    for e in _POSITIONAL_EXPONENTS:
-        for k in range(1, 10):
-            if e >= 0:  # "123.45": digits beyond k are zeros, so read d[j] directly
-                row = [_MINUS] + [_D0 + j for j in range(e + 1)] + [_DOT]
-                row += [_D0 + j for j in range(e + 1, k)] or [_ZERO]
-            else:  # "0.00012345"
-                row = [_MINUS, _ZERO, _DOT] + [_ZERO] * (-e - 1) + [_D0 + j for j in range(k)]
-            rows.append(row)
-    for k in range(1, 10):  # "1.2345e-05"
-        fraction = [_DOT] + [_D0 + j for j in range(1, k)] if k > 1 else []
-        rows.append([_MINUS, _D0] + fraction + [_EXP, _ESIGN, _X1, _X2])
-    rows.append([_MINUS, _ZERO, _DOT, _ZERO])
-    table = np.full((len(rows), _WIDTH + 2), _PAD, dtype=np.int64)
-    for i, row in enumerate(rows):
-        table[i, : len(row)] = row
-    table[:, _WIDTH:] = [_COMMA, _SPACE]
-    return table
+def _non_finite_row(row: np.ndarray) -> list[Any]:
+    """A float32 row holding NaN or an infinity -> its values, non-finite ones as placeholders."""
+    return [value if np.isfinite(value) else _NAN if np.isnan(value) else
+            _INFINITY if value > 0 else _MINUS_INFINITY for value in row]
 
 
-_PATTERNS = _patterns()
-_SCIENTIFIC_BASE = len(_POSITIONAL_EXPONENTS) * 9
-_ZERO_PATTERN = _SCIENTIFIC_BASE + 9
+def _in_order(groups: Sequence[Predictions]) -> tuple[list[dict[str, Any]], bool]:
+    """``[{key: row}, ...]`` in request order, and whether any row holds a non-finite value."""
+    items: list[Any] = [None] * sum(len(g.positions) for g in groups)
+    non_finite = False
+    for group in groups:
+        matrix = np.ascontiguousarray(group.matrix, dtype=np.float32)
+        rows: Any = matrix
+        if not np.isfinite(matrix).all():
+            non_finite = True
+            finite = np.isfinite(matrix).all(axis=1)
+            rows = [row if ok else _non_finite_row(row) for row, ok in zip(matrix, finite)]
+        for position, row in zip(group.positions.tolist(), rows):
+            items[position] = {group.key: row}
+    return items, non_finite
 
 
-def format_float(value: float) -> str:
-    """One float as this module writes it (non-finite values as Python's ``json`` does)."""
-    if not math.isfinite(value):
-        return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-    text = "%.9g" % value
-    return text if "." in text or "e" in text else text + ".0"
+def _dumps(value: Any, non_finite: bool) -> bytes:
+    text = orjson.dumps(value, option=_ORJSON)
+    if non_finite:
+        for placeholder, word in _NON_FINITE.items():
+            text = text.replace(orjson.dumps(placeholder), word)
+    return text
 
 
-def format_floats(values: np.ndarray) -> np.ndarray:
-    """Finite float32 values ``(n,)`` -> ``(n, 17)`` uint8: each number left-aligned, then ``", "``,
-    padded with byte 0. Same text as :func:`format_float`."""
-    x = np.ascontiguousarray(values, dtype=np.float32).ravel()
-    n = x.shape[0]
-    a = np.abs(x).astype(np.float64)
-    zero = a == 0
-    a[zero] = 1.0
-    # 9 significant digits m in [1e8, 1e9) and the decimal exponent e: |x| ~= m * 10**(e - 8).
-    e = np.floor(np.log10(a)).astype(np.int64)
-    m = np.rint(a * _POW10[_POW10_BIAS + 8 - e]).astype(np.int32)  # < 2**31
-    over, under = m >= 1_000_000_000, m < 100_000_000  # log10 off by one, or rounding carried
-    if over.any() or under.any():
-        e += over.astype(np.int64) - under
-        m = np.rint(a * _POW10[_POW10_BIAS + 8 - e]).astype(np.int32)
-    # Three digits each; int32 multiply-subtract is several times faster than int64 // and %.
-    high = m // 1_000_000
-    rest = m - high * 1_000_000
-    mid = rest // 1000
-    groups = (high, mid, rest - mid * 1000)
-    src = np.empty((_SRC_ROWS, n), dtype=np.uint8)  # (rows, n): one byte row per role
-    src[_PAD] = 0
-    np.multiply(np.signbit(x), ord("-"), out=src[_MINUS], casting="unsafe")
-    for g, group in enumerate(groups):
-        for j in range(3):
-            np.take(_DIGITS3[j], group, out=src[_D0 + 3 * g + j])
-    for row, char in _CONSTANT_ROWS.items():
-        src[row] = ord(char)
-    src[_ESIGN] = np.where(e < 0, ord("-"), ord("+"))
-    np.add(np.abs(e) // 10, ord("0"), out=src[_X1], casting="unsafe")
-    np.add(np.abs(e) % 10, ord("0"), out=src[_X2], casting="unsafe")
-    tz = np.where(groups[2] != 0, _TRAILING_ZEROS3[groups[2]],
-                  np.where(groups[1] != 0, 3 + _TRAILING_ZEROS3[groups[1]],
-                           6 + _TRAILING_ZEROS3[groups[0]]))
-    significant = 9 - tz  # (n,) in 1..9
-    positional = (e >= _POSITIONAL_EXPONENTS.start) & (e < _POSITIONAL_EXPONENTS.stop)
-    first = np.where(positional, (e - _POSITIONAL_EXPONENTS.start) * 9, _SCIENTIFIC_BASE)
-    pattern = first + significant - 1
-    pattern[zero] = _ZERO_PATTERN
-    index = np.take(_PATTERNS * n, pattern, axis=0)  # (n, 17): flat positions in src
-    index += np.arange(n)[:, None]
-    return np.take(src.ravel(), index)
+def encode_json(groups: Sequence[Predictions]) -> bytes:
+    """``{"predictions": [...]}``, in request order."""
+    items, non_finite = _in_order(groups)
+    return _dumps({"predictions": items}, non_finite)
 
 
-def _format_block_numpy(key: str, rows: np.ndarray, sep: bytes) -> bytes:
-    """``rows (R, D)`` finite float32 -> ``{"key": [...]}`` R times, each followed by ``sep``.
-
-    Works through a few thousand floats at a time: the temporaries then stay in the CPU cache
-    instead of costing fresh pages (a whole 1000 x 300 block would need ~40 MB of gather indices).
-    """
-    count, dim = rows.shape
-    prefix = f"{{{json.dumps(key)}: [".encode()
-    suffix = b"]}" + sep
-    field = _WIDTH + 2
-    body_end = len(prefix) + dim * field - 2  # the last number's ", " becomes the suffix
-    step = max(1, FORMAT_CHUNK_FLOATS // dim)
-    buf = np.empty((min(step, count), body_end + len(suffix)), dtype=np.uint8)  # reused per chunk
-    buf[:, : len(prefix)] = np.frombuffer(prefix, dtype=np.uint8)
-    parts = []
-    for start in range(0, count, step):
-        chunk = rows[start: start + step]
-        out = buf[: len(chunk)]
-        numbers = format_floats(chunk).reshape(len(chunk), dim * field)
-        out[:, len(prefix): len(prefix) + dim * field] = numbers
-        out[:, body_end:] = np.frombuffer(suffix, dtype=np.uint8)
-        flat = out.ravel()
-        parts.append(flat[flat != 0].tobytes())  # drop the padding bytes
-    return b"".join(parts)
+def encode_jsonlines(groups: Sequence[Predictions]) -> bytes:
+    """One prediction per line, in request order, lines joined by ``\\n`` (no trailing newline)."""
+    items, non_finite = _in_order(groups)
+    if not items:
+        return b""
+    # Written as one array, then split: every item is {"key":[numbers]}, so "},{" occurs only
+    # between two items (one orjson call is twice as fast as one per item).
+    return _dumps(items, non_finite)[1:-1].replace(b"},{", b"}\n{")
 
 
-def _format_block_python(key: str, rows: np.ndarray, sep: bytes) -> bytes:
-    head = f"{{{json.dumps(key)}: ["
-    tail = "]}" + sep.decode()
-    text = "".join(head + ", ".join(map(format_float, row)) + tail for row in rows.tolist())
-    return text.encode()
-
-
-def _format_block(key: str, rows: np.ndarray, sep: bytes) -> bytes:
-    if rows.size >= VECTORIZE_MIN_FLOATS and rows.shape[1] > 0 and np.isfinite(rows).all():
-        return _format_block_numpy(key, rows, sep)
-    return _format_block_python(key, rows, sep)
-
-
-def _single_entry(prediction: Mapping[str, Any]) -> tuple[str, np.ndarray]:
-    if len(prediction) != 1:
-        raise TypeError(f"a prediction must hold one key, got {sorted(prediction)}")
-    (key, value), = prediction.items()
-    return key, np.asarray(value, dtype=np.float32).reshape(-1)
-
-
-def encode_predictions(predictions: Sequence[Mapping[str, Any]], sep: bytes) -> bytes:
-    """Each prediction ``{key: float32 array (D,)}`` as a JSON object, joined by ``sep``.
-
-    Consecutive predictions with the same key and length are formatted as one matrix.
-    """
-    entries = [_single_entry(p) for p in predictions]
-    blocks, start = [], 0
-    for stop in range(1, len(entries) + 1):
-        if (stop == len(entries) or entries[stop][0] != entries[start][0]
-                or entries[stop][1].shape != entries[start][1].shape):
-            key = entries[start][0]
-            rows = np.stack([value for _, value in entries[start:stop]])  # (R, D)
-            blocks.append(_format_block(key, rows, sep))
-            start = stop
-    return b"".join(blocks)[: -len(sep) or None]
-
-
-def encode_json(predictions: Sequence[Mapping[str, Any]]) -> bytes:
-    """``{"predictions": [...]}``."""
-    return b'{"predictions": [' + encode_predictions(predictions, b", ") + b"]}"
-
-
-def encode_jsonlines(predictions: Sequence[Mapping[str, Any]]) -> bytes:
-    """One prediction per line, lines joined by ``\\n`` (no trailing newline)."""
-    return encode_predictions(predictions, b"\n")
-
-
-ENCODERS: dict[str, Callable[[Sequence[Mapping[str, Any]]], bytes]] = {
+ENCODERS: dict[str, Callable[[Sequence[Predictions]], bytes]] = {
     JSON: encode_json, JSONLINES: encode_jsonlines}
 
 
-def encode(predictions: Sequence[Mapping[str, Any]], response: ResponseFormat) -> bytes:
-    """Encode predictions (each ``{"scores" or "embeddings": float32 array}``) as ``response``."""
-    return ENCODERS[response.mime](predictions)
+def encode(groups: Sequence[Predictions], response: ResponseFormat) -> bytes:
+    """Encode the predictor's answer (one :class:`~object2vec.serving.predictor.Predictions` per
+    mode: a float32 matrix and the request positions of its rows) as ``response``."""
+    return ENCODERS[response.mime](groups)

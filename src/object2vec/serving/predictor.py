@@ -2,9 +2,10 @@
 
 Mode per instance (object2vec.md section 5.1): ``in0`` and ``in1`` -> ``{"scores": [...]}`` (class
 probabilities, or one value for regression); only ``in0`` -> ``{"embeddings": [...]}`` from enc0;
-only ``in1`` -> embeddings from enc1. One request may mix modes: the instances are grouped by mode,
-each group runs batched, and the results are put back in request order. Other keys (``label``...)
-are ignored.
+only ``in1`` -> embeddings from enc1. One request may mix modes: the instances are grouped by mode
+and each group runs batched. The answer is one :class:`Predictions` per group -- a float32 matrix
+and the request positions of its rows -- which the codec writes in request order. Other keys
+(``label``...) are ignored.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 from object2vec.artifact import LoadedModel, load_artifact
 from object2vec.errors import UserError
 from object2vec.model.tokens import Tokens
+from object2vec.sequences import SequenceProblem, Wording, flat_ids, id_problem, shape_problem
 
 SIDES = ("in0", "in1")
 SCORES, EMBEDDINGS = "scores", "embeddings"
@@ -29,9 +31,7 @@ TOKEN_BUDGET = 1 << 18  # padded tokens per forward pass: bounds hcnn/bilstm mem
 
 
 class InvalidInstance(UserError):
-    """An instance the model cannot take; ``index`` is its 0-based position in the request."""
-
-    status = 400
+    """An instance the model cannot take (400); ``index`` is its 0-based position in the request."""
 
     def __init__(self, index: int, problem: str, where: Callable[[int], str] | None = None,
                  where_last: bool = False) -> None:
@@ -39,18 +39,45 @@ class InvalidInstance(UserError):
         place = (where or _where)(index)
         super().__init__(f"{problem} ({place})" if where_last else f"{place}: {problem}")
 
+    @classmethod
+    def of_sequence(cls, index: int, problem: SequenceProblem,
+                    where: Callable[[int], str] | None = None) -> InvalidInstance:
+        """The error for a broken token-id rule (:mod:`object2vec.sequences`)."""
+        return cls(index, problem.message(_WORDING), where, where_last=problem.place_last)
+
 
 def _where(index: int) -> str:
     return f"instance {index}"
 
 
+@dataclass(frozen=True)
+class Predictions:
+    """The answers of one mode: row ``i`` of ``matrix`` answers the instance at request position
+    ``positions[i]``."""
+
+    key: str  # SCORES or EMBEDDINGS
+    positions: np.ndarray  # (n,) int64, ascending
+    matrix: np.ndarray  # (n, C) scores or (n, enc_dim) embeddings, float32, C-contiguous
+
+
+def by_instance(groups: Sequence[Predictions]) -> list[dict[str, np.ndarray]]:
+    """``[{key: row}, ...]`` in request order (tests and tools; the codec writes groups directly)."""
+    out: list[dict[str, np.ndarray] | None] = [None] * sum(len(g.positions) for g in groups)
+    for group in groups:
+        for position, row in zip(group.positions.tolist(), group.matrix):
+            out[position] = {group.key: row}
+    return out  # type: ignore[return-value]  # every position is filled by its group
+
+
 @dataclass
 class _Group:
-    """Instances of one mode: their request positions and, per side used, their truncated ids."""
+    """Instances of one mode: their request positions and, per side used, their truncated ids
+    (as lists, then flat once checked)."""
 
     sides: tuple[int, ...]  # (0, 1) for scores, (0,) or (1,) for embeddings
     positions: list[int]
     seqs: tuple[list[list[int]], ...]  # one list of sequences per entry of ``sides``
+    flat: list[tuple[np.ndarray, np.ndarray]] | None = None  # (ids, lengths) per entry of ``sides``
 
 
 class Predictor:
@@ -82,9 +109,9 @@ class Predictor:
         return cls(load_artifact(model_dir, device=device), device=device)
 
     def predict(self, instances: Sequence[Any], max_seqlens: tuple[int, int] | None = None,
-                where: Callable[[int], str] | None = None) -> list[dict[str, np.ndarray]]:
-        """One prediction per instance, in order: ``{"scores": (C,)}`` or
-        ``{"embeddings": (enc_dim,)}``, float32 numpy arrays.
+                where: Callable[[int], str] | None = None) -> list[Predictions]:
+        """The predictions, one :class:`Predictions` per mode present: ``"scores"`` rows ``(C,)``
+        (class probabilities, or one value for regression) or ``"embeddings"`` rows ``(enc_dim,)``.
 
         Args:
             instances: decoded JSON values, each ``{"in0": [ids], "in1": [ids]}`` or one of the two.
@@ -98,14 +125,15 @@ class Predictor:
         """
         groups = self._group(instances, max_seqlens or self.max_seq_lens, where)
         self._check_ids(groups, where)
-        results: list[dict[str, np.ndarray] | None] = [None] * len(instances)
+        results = []
         with torch.inference_mode():
             for group in groups.values():
-                key = SCORES if len(group.sides) == 2 else EMBEDDINGS
-                for start, outputs in self._run(group):  # outputs (b, C) or (b, enc_dim)
-                    for row, position in enumerate(group.positions[start: start + len(outputs)]):
-                        results[position] = {key: outputs[row]}
-        return results  # type: ignore[return-value]  # every position is filled by its group
+                outputs = list(self._run(group))  # (b, C) or (b, enc_dim) per batch
+                matrix = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+                results.append(Predictions(SCORES if len(group.sides) == 2 else EMBEDDINGS,
+                                           np.array(group.positions, dtype=np.int64),
+                                           np.ascontiguousarray(matrix, dtype=np.float32)))
+        return results
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -129,79 +157,59 @@ class Predictor:
 
     def _check_ids(self, groups: dict[tuple[int, ...], _Group],
                    where: Callable[[int], str] | None) -> None:
-        """Check every id of each side of each group at once (C-speed builtins); if any is bad,
-        walk the instances to raise for the first one in request order."""
+        """Check and convert every id of each side of each group at once (C-speed builtins and
+        numpy); if any is bad, walk the instances to raise for the first one in request order."""
         first: InvalidInstance | None = None
         for group in groups.values():
+            if group.flat is not None:  # checked already
+                continue
+            flat = []
             for slot, side in enumerate(group.sides):
-                flat = list(chain.from_iterable(group.seqs[slot]))
-                ok = set(map(type, flat)) == {int}  # bool is a subclass of int, not int
-                if ok and min(flat) >= 0 and max(flat) < self.vocab_sizes[side]:
+                seqs = group.seqs[slot]
+                ids = None
+                if set(map(type, chain.from_iterable(seqs))) == {int}:  # no bool, float, str...
+                    try:
+                        ids, lengths = flat_ids(seqs)
+                    except OverflowError:  # beyond int64: out of any vocabulary
+                        pass
+                if ids is not None and ids.min() >= 0 and ids.max() < self.vocab_sizes[side]:
+                    flat.append((ids, lengths))
                     continue
-                for position, seq in zip(group.positions, group.seqs[slot]):
-                    problem = self._id_problem(position, side, seq, where)
+                for position, seq in zip(group.positions, seqs):
+                    problem = id_problem(SIDES[side], seq, self.vocab_sizes[side])
                     if problem is not None:
-                        if first is None or problem.index < first.index:
-                            first = problem
+                        if first is None or position < first.index:
+                            first = InvalidInstance.of_sequence(position, problem, where)
                         break
+            group.flat = flat
         if first is not None:
             raise first
 
-    def _id_problem(self, index: int, side: int, seq: list[Any],
-                    where: Callable[[int], str] | None) -> InvalidInstance | None:
-        key, vocab = SIDES[side], self.vocab_sizes[side]
-        for tok in seq:
-            if type(tok) is not int:
-                rule = "integers, not booleans" if type(tok) is bool else "integers"
-                return InvalidInstance(index, f'"{key}" holds {_show(tok)}; token ids must be '
-                                       f"{rule}", where)
-            if tok < 0:
-                return InvalidInstance(index, f'"{key}" holds negative token id {tok}', where)
-            if tok >= vocab:
-                return InvalidInstance(index, f"Inconsistent vocab for {key} found. Vocab id "
-                                       f'"{tok}" is not less than vocab_size={vocab}', where,
-                                       where_last=True)
-        return None
-
     # -- inference -------------------------------------------------------------------------------
 
-    def _run(self, group: _Group) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, outputs)`` per batch of ``group``: outputs ``(b, C)`` probabilities (or
+    def _run(self, group: _Group) -> Iterator[np.ndarray]:
+        """Yield the outputs of each batch of ``group``, in order: ``(b, C)`` probabilities (or
         ``(b, 1)`` values) for pairs, ``(b, enc_dim)`` embeddings for one side; float32 numpy."""
-        sides = [_FlatSide.build(seqs) for seqs in group.seqs]
-        longest = max(int(side.lengths.max()) for side in sides)
+        assert group.flat is not None, "_check_ids converts every group first"
+        begins = [np.cumsum(lengths) - lengths for _, lengths in group.flat]
+        longest = max(int(lengths.max()) for _, lengths in group.flat)
         step = max(1, min(self.batch_size, TOKEN_BUDGET // longest))
         for start in range(0, len(group.positions), step):
-            batch = [side.tokens(start, start + step).to(self.device) for side in sides]
+            batch = [_batch(ids, lengths, begin, start, start + step).to(self.device)
+                     for (ids, lengths), begin in zip(group.flat, begins)]
             if len(group.sides) == 2:
                 out = self.model.scores(batch[0], batch[1])  # (b, C) or (b, 1)
             else:
                 out = self.model.encode(group.sides[0], batch[0])  # (b, enc_dim)
-            yield start, out.float().cpu().numpy()
+            yield out.float().cpu().numpy()
 
 
-@dataclass
-class _FlatSide:
-    """One side's sequences concatenated: sequence ``i`` is
-    ``ids[begins[i] : begins[i] + lengths[i]]``."""
-
-    ids: np.ndarray  # (N,) int64
-    begins: np.ndarray  # (B,) int64
-    lengths: np.ndarray  # (B,) int64
-
-    @classmethod
-    def build(cls, seqs: list[list[int]]) -> "_FlatSide":
-        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        ids = np.fromiter(chain.from_iterable(seqs), dtype=np.int64, count=int(lengths.sum()))
-        return cls(ids, np.cumsum(lengths) - lengths, lengths)
-
-    def tokens(self, start: int, stop: int) -> Tokens:
-        """Sequences ``start:stop`` as a :class:`Tokens` batch (offsets relative to the batch)."""
-        lengths = self.lengths[start:stop]
-        first = int(self.begins[start])
-        last = first + int(lengths.sum())
-        return Tokens(torch.from_numpy(self.ids[first:last]),
-                      torch.from_numpy(self.begins[start:stop] - first), torch.from_numpy(lengths))
+def _batch(ids: np.ndarray, lengths: np.ndarray, begins: np.ndarray, start: int,
+           stop: int) -> Tokens:
+    """Sequences ``start:stop`` of a flat side as a :class:`Tokens` batch."""
+    lengths = lengths[start:stop]
+    first = int(begins[start])
+    return Tokens.from_flat(ids[first: first + int(lengths.sum())], lengths)
 
 
 def _structure_problem(instance: Any) -> str | None:
@@ -211,9 +219,10 @@ def _structure_problem(instance: Any) -> str | None:
     if SIDES[0] not in instance and SIDES[1] not in instance:
         return 'has neither "in0" nor "in1" (send both for scores, one for its embedding)'
     for key in SIDES:
-        seq = instance.get(key, [0])
-        if type(seq) is not list or not seq:
-            return f'"{key}" must be a non-empty list of integer token ids, got {_show(seq)}'
+        if key in instance:
+            problem = shape_problem(key, instance[key])
+            if problem is not None:
+                return problem.message(_WORDING)
     return None
 
 
@@ -227,3 +236,7 @@ def _show(value: Any, limit: int = 60) -> str:
     """A value as JSON, shortened for messages."""
     text = json.dumps(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# How a request's token problem is worded (the rule itself: object2vec.sequences).
+_WORDING = Wording(quote='"', show_value=_show, show_id=str, separator=";", name_booleans=True)

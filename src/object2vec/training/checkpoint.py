@@ -24,7 +24,9 @@ import torch
 from object2vec.data.records import channel_files
 
 CHECKPOINT_FILE = "object2vec-checkpoint.pt"
-CHECKPOINT_VERSION = 2  # 2: with a fingerprint of the hyperparameters and the data
+# 2: with a fingerprint of the hyperparameters and the data; 3: the lazy (row_sparse) optimizer's
+# state in torch.optim's state_dict format, like the dense optimizer's
+CHECKPOINT_VERSION = 3
 REQUIRED_KEYS = ("version", "fingerprint", "epoch", "next_batch", "partial_totals", "model",
                  "optimizer", "lazy_optimizer", "stopper", "best_state", "history", "rng")
 

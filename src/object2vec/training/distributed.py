@@ -233,3 +233,14 @@ class DistEnv:
         dist.all_gather(all_grad, pad_grad)
         return (torch.cat([t[:n] for t, n in zip(all_ids, counts)]),
                 torch.cat([t[:n] for t, n in zip(all_grad, counts)]))
+
+    def average_rows(self, ids: torch.Tensor, grad: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean over ranks of a row-sparse gradient, as DistributedDataParallel averages dense
+        ones: each rank's rows ``ids (U_r,)`` with gradient rows ``grad (U_r, D)`` -> the union of
+        the ids ``(U,)``, sorted, and each row's gradient summed over the ranks (zero from a rank
+        that did not touch it) and divided by the world size ``(U, D)``."""
+        all_ids, all_grad = self.all_gather_rows(ids, grad)
+        union, inverse = torch.unique(all_ids, sorted=True, return_inverse=True)
+        summed = all_grad.new_zeros(union.numel(), all_grad.shape[1]).index_add_(0, inverse, all_grad)
+        return union, summed.div_(self.world_size)

@@ -13,11 +13,12 @@ from object2vec.registry import Registry
 Factory = Callable[[Iterable[nn.Parameter], float, float], torch.optim.Optimizer]
 OPTIMIZERS: Registry[Factory] = Registry("optimizer")  # dense: (params, lr, weight_decay) -> optimizer
 
-OPTIMIZERS.register("adam")(lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd))
+# registration order is the order the parser's error message lists them in
+OPTIMIZERS.register("adadelta")(lambda p, lr, wd: torch.optim.Adadelta(p, lr=lr, weight_decay=wd))
 OPTIMIZERS.register("adagrad")(lambda p, lr, wd: torch.optim.Adagrad(p, lr=lr, weight_decay=wd))
+OPTIMIZERS.register("adam")(lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd))
 OPTIMIZERS.register("sgd")(lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd))
 OPTIMIZERS.register("rmsprop")(lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd))
-OPTIMIZERS.register("adadelta")(lambda p, lr, wd: torch.optim.Adadelta(p, lr=lr, weight_decay=wd))
 
 
 def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float

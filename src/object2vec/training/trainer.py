@@ -33,6 +33,7 @@ from object2vec.data.auxiliary import apply_pretrained
 from object2vec.data.batching import Batch, EpochSampler, sequential_plan
 from object2vec.data.records import PairData, Side
 from object2vec.errors import UserError
+from object2vec.model.embedding import EmbeddingRows
 from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.training.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, CheckpointUnusable,
                                             load_checkpoint, save_checkpoint)
@@ -40,7 +41,7 @@ from object2vec.training.distributed import DistEnv
 from object2vec.training.early_stopping import EarlyStopping
 from object2vec.training.metrics import MetricLogger
 from object2vec.training.optimizers import build_optimizer
-from object2vec.training.sparse import LazyRowOptimizer, RowGrad
+from object2vec.training.sparse import LazyRowOptimizer, gather_rows, row_gradient
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +128,9 @@ class Trainer:
             self._set_idf_weights(channels["train"], "train" in sharded)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, hp.optimizer, hp.learning_rate, hp.weight_decay)
-        self.lazy_optimizer = (LazyRowOptimizer(hp.optimizer, list(self.model.embeddings),
-                                                hp.learning_rate, hp.weight_decay)
+        # row_sparse: the tables take no autograd gradient; the lazy optimizer updates their rows
+        self.lazy_optimizer = (LazyRowOptimizer([t.weight for t in self.model.embeddings],
+                                                hp.optimizer, hp.learning_rate, hp.weight_decay)
                                if self.model.config.sparse else None)
         self.forward = self.model
         if self.dist.distributed and self.optimizer is not None:
@@ -175,12 +177,18 @@ class Trainer:
 
     # -- one step / one pass ----------------------------------------------------------------------------
 
-    def _train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+    def train_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One optimization step on ``batch`` (this process's share of a global batch): gather the
+        batch's rows of every table, forward and backward on them, then the dense update and the
+        lazy update of ``row_sparse`` tables. Returns the batch's summed statistics (on the device,
+        not synchronized)."""
         batch = batch.to(self.device)
-        if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in (self.optimizer, self.lazy_optimizer):
+            if optimizer is not None:
+                optimizer.zero_grad(set_to_none=True)
         hp = self.hp
-        out, u, v = self.forward(batch.in0, batch.in1, return_encodings=True)
+        rows = gather_rows(self.model, batch.in0, batch.in1)
+        out, u, v = self.forward(rows.in0, rows.in1, return_encodings=True, tables=rows.tables)
         loss, stats = _loss_and_stats(hp, out, batch.labels)
         if hp.in_batch_softmax_weight > 0:
             positive = batch.labels == 1  # this process's share of the batch's positives
@@ -191,19 +199,23 @@ class Trainer:
         if self.optimizer is not None:
             self.optimizer.step()
         if self.lazy_optimizer is not None:
-            self.lazy_optimizer.step([self._row_grad(v) for v in self.model.batch_rows])
+            self._lazy_step(rows.tables)
         return stats
 
-    def _row_grad(self, view) -> RowGrad | None:
-        """This step's gradient of one table's rows, averaged over ranks like DDP averages the rest."""
-        if view is None or view.matrix.grad is None:
-            return None  # frozen: the same on every rank
-        if not self.dist.distributed:
-            return RowGrad(view.ids, view.matrix.grad, view.matrix.detach())
-        ids, grad = self.dist.all_gather_rows(view.ids, view.matrix.grad)
-        union, inverse = torch.unique(ids, sorted=True, return_inverse=True)
-        summed = grad.new_zeros(union.numel(), grad.shape[1]).index_add_(0, inverse, grad)
-        return RowGrad(union, summed.div_(self.dist.world_size))
+    def _lazy_step(self, views: list[EmbeddingRows | None]) -> None:
+        """Give each row_sparse table this step's row gradient (averaged over ranks like DDP
+        averages the rest) as its sparse ``weight.grad``, and apply the lazy update."""
+        gathered = {}  # weight -> the current values of its gradient's rows, already at hand
+        for table, view in zip(self.model.embeddings, views):
+            if view is None or view.matrix.grad is None:
+                continue  # frozen: the same on every rank
+            if self.dist.distributed:
+                ids, grad = self.dist.average_rows(view.ids, view.matrix.grad)
+            else:
+                ids, grad = view.ids, view.matrix.grad
+                gathered[table.weight] = view.matrix.detach()
+            table.weight.grad = row_gradient(table, ids, grad)
+        self.lazy_optimizer.step(rows=gathered)
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
         """Train one epoch (from ``self.start_batch``); return its mean metrics and samples/s."""
@@ -222,7 +234,7 @@ class Trainer:
             batch = plan.batch(data, b, part, parts)
             samples += len(batch)
             totals["_count"] = totals.get("_count", 0) + len(batch)
-            for k, v in self._train_step(batch).items():
+            for k, v in self.train_step(batch).items():
                 totals[k] = totals.get(k, 0) + v  # stays on the device: no sync per step
             # agreeing on a stop is a collective: every step alone, every few steps with peers
             if (not self.dist.distributed or b % STOP_CHECK_EVERY == 0) and \
