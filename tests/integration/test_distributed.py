@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import REPO, free_port, make_tree, subprocess_env
 
 TRAIN = str(REPO / "container" / "train")

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import REPO, free_port, subprocess_env
 
 pytestmark = pytest.mark.slow

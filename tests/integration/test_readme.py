@@ -8,8 +8,8 @@ import re
 import subprocess
 
 import pytest
-
 from helpers import REPO, make_tree, subprocess_env
+
 from object2vec.config.hyperparameters import SPECS
 
 README = (REPO / "README.md").read_text()

@@ -15,8 +15,8 @@ import numpy as np
 import psutil
 import pytest
 import torch
-
 from helpers import REPO, free_port, subprocess_env
+
 from object2vec.artifact import load_artifact, save_artifact
 from object2vec.config.hyperparameters import parse_hyperparameters
 from object2vec.model.object2vec import ModelConfig, Object2Vec

@@ -17,7 +17,6 @@ from collections import Counter
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from test_serve import MIXED, Server, build_model, check_mixed, invoke, ok_json
 from test_serve_hardening import worker_pids
 

@@ -13,8 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-
-from test_serve import (MIXED, Server, build_model, check_mixed, error, invoke, ok_json, request)
+from test_serve import MIXED, Server, build_model, check_mixed, error, invoke, ok_json, request
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import REPO, decode_png, make_tree, subprocess_env, write_jsonl
+
 from object2vec.artifact import load_artifact
 from object2vec.model.tokens import Tokens
 from object2vec.reporting.plot import SPLIT_COLORS

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, make_tree, subprocess_env
 
 pytestmark = pytest.mark.slow

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import REPO, free_port, make_tree, subprocess_env, write_jsonl
 
 pytestmark = pytest.mark.slow

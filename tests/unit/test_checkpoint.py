@@ -15,14 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from helpers import make_tree
+
 from object2vec.config.hyperparameters import parse_hyperparameters
 from object2vec.data.records import PairData, Side
 from object2vec.platform.paths import SageMakerPaths
-from object2vec.training.checkpoint import (BLOCK, CHECKPOINT_FILE, channel_digest, combine_digests,
-                                            file_digest, load_checkpoint, sample_offsets,
-                                            save_checkpoint)
+from object2vec.training.checkpoint import (
+    BLOCK,
+    CHECKPOINT_FILE,
+    channel_digest,
+    combine_digests,
+    file_digest,
+    load_checkpoint,
+    sample_offsets,
+    save_checkpoint,
+)
 from object2vec.training.distributed import DistEnv
 from object2vec.training.main import data_digest
 from object2vec.training.metrics import MetricLogger

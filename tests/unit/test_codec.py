@@ -8,8 +8,15 @@ import pytest
 
 from object2vec.errors import UserError
 from object2vec.serving import codec
-from object2vec.serving.codec import (JSON, JSONLINES, BadRequest, NotAcceptable, PayloadTooLarge,
-                                      RequestFormat, UnsupportedMediaType)
+from object2vec.serving.codec import (
+    JSON,
+    JSONLINES,
+    BadRequest,
+    NotAcceptable,
+    PayloadTooLarge,
+    RequestFormat,
+    UnsupportedMediaType,
+)
 from object2vec.serving.predictor import InvalidInstance, Predictions
 
 # -- Content-Type ----------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO
 
 DOCKERFILES = {"gpu": REPO / "Dockerfile", "cpu": REPO / "docker" / "Dockerfile.cpu"}
@@ -210,8 +209,8 @@ def test_base_image_is_pinned(dockerfile):
     for ins in (i for i in instructions if i.keyword == "FROM"):
         image = ins.words()[0]
         for name, value in args.items():
-            image = re.sub(r"\$\{%s:\+[^}]*\}" % name, "@" if value else "", image)
-            image = image.replace("${%s}" % name, value).replace("$" + name, value)
+            image = re.sub(rf"\$\{{{name}:\+[^}}]*\}}", "@" if value else "", image)
+            image = image.replace(f"${{{name}}}", value).replace("$" + name, value)
         if "@sha256:" in image:
             continue
         if "/" not in image and ":" not in image:

@@ -10,12 +10,24 @@ import math
 
 import numpy as np
 import pytest
-
 from helpers import decode_png
+
 from object2vec.reporting import plot, report
-from object2vec.reporting.plot import (BOTTOM, LEFT, PALETTE, PANEL_HEIGHT, RIGHT, SPLIT_COLORS,
-                                       TITLE_HEIGHT, TOP, WIDTH, Panel, Series, encode_png,
-                                       render_curves)
+from object2vec.reporting.plot import (
+    BOTTOM,
+    LEFT,
+    PALETTE,
+    PANEL_HEIGHT,
+    RIGHT,
+    SPLIT_COLORS,
+    TITLE_HEIGHT,
+    TOP,
+    WIDTH,
+    Panel,
+    Series,
+    encode_png,
+    render_curves,
+)
 
 BLUE, ORANGE = SPLIT_COLORS["train"], SPLIT_COLORS["validation"]
 RED = (214, 39, 40)

@@ -8,13 +8,17 @@ import subprocess
 import sys
 
 import pytest
-
 from helpers import subprocess_env
+
 from object2vec.errors import UserError
 from object2vec.platform.paths import SageMakerPaths
-from object2vec.platform.sagemaker_config import (ResourceConfig, read_hyperparameters,
-                                                  read_input_data_config, read_json_file,
-                                                  read_resource_config)
+from object2vec.platform.sagemaker_config import (
+    ResourceConfig,
+    read_hyperparameters,
+    read_input_data_config,
+    read_json_file,
+    read_resource_config,
+)
 
 
 @pytest.fixture

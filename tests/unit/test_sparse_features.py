@@ -1,4 +1,5 @@
-"""Negative sampling, row_sparse updates, tied tables and pretrained embeddings (the sparse-features issue)."""
+"""Negative sampling, row_sparse updates, tied tables and pretrained embeddings (the sparse-features
+issue)."""
 
 from __future__ import annotations
 

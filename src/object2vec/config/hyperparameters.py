@@ -3,9 +3,10 @@
 Every documented hyperparameter (``../shared/reference/object2vec.md`` section 3) is declared once, as a
 field of :class:`Hyperparameters` or (the ``encN_*`` keys) of the model's
 :class:`~object2vec.model.config.EncoderConfig`, with its kind, range or choices, default and help
-(:mod:`object2vec.setting`); :data:`SPECS` collects them. The choices of the pluggable pieces (encoders,
-comparators, optimizers, lazy updates) are their registries' names. :func:`parse_hyperparameters` accepts every
-spelling seen in the wild (``"True"``/``"true"``, JSON-quoted strings, ``"auto"``, comma lists with or
+(:mod:`object2vec.setting`); :data:`SPECS` collects them. The choices of the pluggable pieces
+(encoders, comparators, optimizers, lazy updates) are their registries' names.
+:func:`parse_hyperparameters` accepts every spelling seen in the wild (``"True"``/``"true"``,
+JSON-quoted strings, ``"auto"``, comma lists with or
 without spaces, ``"4e-4"``), applies the resolution rules (``enc1_network=enc0`` clones enc0,
 ``pooled_embedding`` uses ``enc_dim`` as token size, ``layers=auto``) and reports **every** bad key in one
 :class:`~object2vec.errors.UserError`.

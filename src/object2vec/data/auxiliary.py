@@ -20,8 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from object2vec.data.records import (READ_ERRORS, open_bytes, open_text, read_problem,
-                                     resolve_in_channel)
+from object2vec.data.records import READ_ERRORS, open_bytes, open_text, read_problem, resolve_in_channel
 from object2vec.errors import UserError
 from object2vec.model.config import EncoderConfig
 

@@ -29,7 +29,7 @@ class Batch:
     def __len__(self) -> int:
         return len(self.in0)
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         return Batch(self.in0.to(device), self.in1.to(device), self.labels.to(device, non_blocking=True))
 
 

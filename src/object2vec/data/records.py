@@ -15,9 +15,9 @@ import logging
 import os
 import zlib
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -72,7 +72,7 @@ class RecordRules:
     num_classes: int
 
     @classmethod
-    def from_hyperparameters(cls, hp: Hyperparameters) -> "RecordRules":
+    def from_hyperparameters(cls, hp: Hyperparameters) -> RecordRules:
         return cls((hp.enc0.vocab_size, hp.enc1.vocab_size), (hp.enc0.max_seq_len, hp.enc1.max_seq_len),
                    hp.is_regression, hp.num_classes)
 

@@ -11,10 +11,10 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from object2vec.model.config import EncoderConfig
 from object2vec.model.embedding import EmbeddingRows, TokenEmbedding
-
-Table = TokenEmbedding | EmbeddingRows  # a whole table (inference) or one batch's rows (training)
 from object2vec.model.tokens import Tokens
 from object2vec.registry import Registry
+
+Table = TokenEmbedding | EmbeddingRows  # a whole table (inference) or one batch's rows (training)
 
 ENCODERS: Registry[type] = Registry("encoder")  # registered in the order error messages list
 # mlp_activation, and pooled_embedding's encN_activation (which also allows sigmoid)

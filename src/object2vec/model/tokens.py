@@ -23,7 +23,7 @@ class Tokens:
     lengths: torch.Tensor  # (B,) int64, every entry >= 1
 
     @classmethod
-    def from_lists(cls, seqs: list[list[int]], device: torch.device | str = "cpu") -> "Tokens":
+    def from_lists(cls, seqs: list[list[int]], device: torch.device | str = "cpu") -> Tokens:
         """Build from Python lists of integer ids (tests, serving). Every sequence must be
         non-empty."""
         return cls.from_flat(*flat_ids(seqs)).to(device)
@@ -37,13 +37,14 @@ class Tokens:
     def __len__(self) -> int:
         return int(self.lengths.shape[0])
 
-    def to(self, device: torch.device | str) -> "Tokens":
+    def to(self, device: torch.device | str) -> Tokens:
         """The same batch on ``device``."""
         return Tokens(self.ids.to(device, non_blocking=True), self.offsets.to(device, non_blocking=True),
                       self.lengths.to(device, non_blocking=True))
 
     def padded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(ids (B, T), mask (B, T) bool)`` with ``T = max(lengths)``; padded slots hold id 0, mask False."""
+        """``(ids (B, T), mask (B, T) bool)`` with ``T = max(lengths)``; padded slots hold id 0, mask
+        False."""
         batch, width = len(self), int(self.lengths.max())
         mask = torch.arange(width, device=self.ids.device).expand(batch, width) < self.lengths[:, None]
         out = torch.zeros(batch, width, dtype=self.ids.dtype, device=self.ids.device)

@@ -21,7 +21,7 @@ class SageMakerPaths:
     base: Path
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "SageMakerPaths":
+    def from_env(cls, environ: dict[str, str] | None = None) -> SageMakerPaths:
         """Paths rooted at ``$SAGEMAKER_BASE_DIR`` (default ``/opt/ml``), read now, not at import."""
         env = os.environ if environ is None else environ
         return cls(Path(env.get(BASE_DIR_ENV) or DEFAULT_BASE_DIR))

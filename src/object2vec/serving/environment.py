@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 from object2vec.errors import UserError
 from object2vec.platform.paths import SageMakerPaths
@@ -102,7 +102,7 @@ class ServingEnv:
         return max(1, cpu_count() // self.workers)
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "ServingEnv":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingEnv:
         """Read and validate the serving variables (see the module docstring).
 
         Raises:

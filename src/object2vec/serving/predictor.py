@@ -11,10 +11,11 @@ and the request positions of its rows -- which the codec writes in request order
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ class Predictor:
         self.max_seq_lens = (config.encoder(0).max_seq_len, config.encoder(1).max_seq_len)
 
     @classmethod
-    def from_model_dir(cls, model_dir: Path, device: torch.device | str = "cpu") -> "Predictor":
+    def from_model_dir(cls, model_dir: Path, device: torch.device | str = "cpu") -> Predictor:
         """Load the artifact in ``model_dir``.
 
         Raises:

@@ -28,8 +28,7 @@ import time
 from typing import Any
 
 from gunicorn import http, util
-from gunicorn.http.errors import (ForbiddenProxyRequest, LimitRequestHeaders, NoMoreData,
-                                  ParseException)
+from gunicorn.http.errors import ForbiddenProxyRequest, LimitRequestHeaders, NoMoreData, ParseException
 from gunicorn.workers.gthread import ThreadWorker
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,7 @@ class JsonThreadWorker(ThreadWorker):
     read_total_s: float = 414.0
 
     @classmethod
-    def configured(cls, idle_s: float, total_s: float) -> type["JsonThreadWorker"]:
+    def configured(cls, idle_s: float, total_s: float) -> type[JsonThreadWorker]:
         """A subclass with these read limits, for gunicorn's ``worker_class`` setting."""
         return type(cls.__name__, (cls,), {"read_idle_s": idle_s, "read_total_s": total_s})
 

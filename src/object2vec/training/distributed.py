@@ -17,8 +17,9 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -141,7 +142,7 @@ class DistEnv:
     backend: str = "gloo"
 
     @classmethod
-    def from_env(cls) -> "DistEnv":
+    def from_env(cls) -> DistEnv:
         """Read the variables the elastic launcher sets (RANK, LOCAL_RANK, WORLD_SIZE, ...)."""
         if "RANK" not in os.environ:
             return cls()

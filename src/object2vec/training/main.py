@@ -17,7 +17,8 @@ import signal
 import sys
 import threading
 import traceback
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 
@@ -27,8 +28,11 @@ from object2vec.data.records import PairData, RecordRules, load_channel
 from object2vec.errors import UserError
 from object2vec.platform.memory import device_available, host_available
 from object2vec.platform.paths import SageMakerPaths
-from object2vec.platform.sagemaker_config import (read_hyperparameters, read_input_data_config,
-                                                  read_resource_config)
+from object2vec.platform.sagemaker_config import (
+    read_hyperparameters,
+    read_input_data_config,
+    read_resource_config,
+)
 from object2vec.reporting.report import write_report
 from object2vec.training.checkpoint import channel_digests, combine_digests
 from object2vec.training.distributed import DistEnv, WorldPlan, launch, plan_world
@@ -140,9 +144,10 @@ def summary(result: TrainResult, finished: bool) -> dict:
             "finished": finished, "epochs": result.history, "test": result.test}
 
 
-def run(paths: SageMakerPaths, dist: DistEnv = DistEnv(),
+def run(paths: SageMakerPaths, dist: DistEnv | None = None,
         stop_requested: Callable[[], bool] = lambda: False) -> TrainResult:
     """Train from the SageMaker tree at ``paths``; global rank 0 writes the artifact to ``model/``."""
+    dist = dist or DistEnv()
     def setup():
         hp = parse_hyperparameters(read_hyperparameters(paths))
         input_config = read_input_data_config(paths)

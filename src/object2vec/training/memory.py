@@ -23,8 +23,8 @@ estimate is therefore a floor: a model over it cannot train, one under it may st
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 

@@ -3,7 +3,7 @@ gradient and are updated by ``object2vec.training.sparse``; every other paramete
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn

@@ -19,9 +19,9 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -35,8 +35,13 @@ from object2vec.data.records import PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.embedding import EmbeddingRows
 from object2vec.model.object2vec import ModelConfig, Object2Vec
-from object2vec.training.checkpoint import (CHECKPOINT_FILE, CHECKPOINT_VERSION, CheckpointUnusable,
-                                            load_checkpoint, save_checkpoint)
+from object2vec.training.checkpoint import (
+    CHECKPOINT_FILE,
+    CHECKPOINT_VERSION,
+    CheckpointUnusable,
+    load_checkpoint,
+    save_checkpoint,
+)
 from object2vec.training.distributed import DistEnv
 from object2vec.training.early_stopping import EarlyStopping
 from object2vec.training.metrics import MetricLogger
