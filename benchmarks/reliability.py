@@ -3,16 +3,11 @@
     .venv/bin/python benchmarks/reliability.py           # 16 clients x 60 s, twice (~2.5 min)
     .venv/bin/python benchmarks/reliability.py --quick   # smoke run: 2 clients x 3 s, tiny model
 
-Builds ``serve_load.py``'s model with its helpers, starts the real ``container/serve`` with its
-defaults (2 CPUs: 2 workers x 4 gthread threads) on a loopback port, and runs two loads of
-``--clients`` processes x ``--seconds`` s, each sending single-pair ``/invocations`` requests on one
-keep-alive ``http.client`` connection: ``steady`` (requests/s, p50 / p99 latency, errors), then the
-same with one gunicorn worker (a psutil child of the master) sent SIGKILL half-way (failed requests,
-seconds until the worker count is back and until a replacement worker answers a request). RSS of
-master and workers is sampled as the first load starts and after the second. The figures are
-printed and, unless ``--quick`` or ``--no-results``, written to the section "## Reliability
-(benchmarks/reliability.py)" of ``benchmarks/RESULTS.md`` (``--results PATH``: another file).
-Exits 1 if no replacement worker served within 30 s of the end of the load.
+Serves ``serve_load.py``'s model with ``container/serve``'s defaults and runs two loads of
+``--clients`` processes x ``--seconds`` s of single-pair requests: ``steady``, then the same with
+one worker sent SIGKILL half-way; RSS of master and workers before and after. A full run writes
+``results/reliability.json`` (``prose/reliability.md`` explains it). Exits 1 if no replacement
+worker served within 30 s of the end of the load.
 """
 
 from __future__ import annotations
@@ -30,13 +25,18 @@ from collections import Counter
 from pathlib import Path
 
 import psutil
+from o2vtools.process import serving
+from o2vtools.results import (
+    Conditions,
+    add_results_arguments,
+    bullet,
+    markdown_table,
+    plural,
+    table,
+    write_results,
+)
+from serve_load import FULL_MODEL, QUICK_MODEL, build_model, make_body, model_description, server_description
 
-from results_md import (Conditions, add_results_arguments, bullet, command, fill, markdown_table,
-                        plural, run_line, write_section)
-from serve_load import (FULL_MODEL, QUICK_MODEL, build_model, free_port, make_body,
-                        model_description, server_description, start_server, stop_server)
-
-SECTION = "## Reliability (benchmarks/reliability.py)"
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 WARMUP = 5  # requests per client before the measured load
 RECOVERY_GRACE_S = 30  # how long after the load ends the kill monitor keeps waiting for recovery
@@ -187,8 +187,8 @@ def span_ms(offsets: list[float]) -> str:
     return low if low == high else f"{low} to {high}"
 
 
-def report(args, steady: dict, killed: dict, kill: dict, records: list, rss: dict) -> list[str]:
-    """The loads' table, the kill's bullets and the RSS table (markdown)."""
+def report(args, steady: dict, killed: dict, kill: dict, records: list, rss: dict) -> dict:
+    """The loads' table, the kill's bullets and the RSS table."""
     rows = [[name, f"{args.clients} x {args.seconds:g} s", f"{f['requests']:,}", f"{f['rps']:,.0f}",
              f"{f['p50']:.2f}", f"{f['p99']:.2f}", errors_text(f["errors"])]
             for name, f in (("steady", steady), ("worker killed half-way", killed))]
@@ -196,7 +196,10 @@ def report(args, steady: dict, killed: dict, kill: dict, records: list, rss: dic
     failed = [s - k for s, _, err in records if err is not None]
     before = sum(1 for s, _, e in records if e is None and s < k) / (k - t0)
     after = sum(1 for s, _, e in records if e is None and s >= k) / (t1 - k)
-    back = lambda s: f"after {s:.2f} s" if s is not None else "not within the run"  # noqa: E731
+
+    def back(s: float | None) -> str:
+        return f"after {s:.2f} s" if s is not None else "not within the run"
+
     bullets = [
         f"SIGKILL to worker {kill['victim']} at +{k - t0:.1f} s: "
         f"{plural(len(failed), 'failed request')}" + (
@@ -212,18 +215,17 @@ def report(args, steady: dict, killed: dict, kill: dict, records: list, rss: dic
             *(f"{rss[when][p]:.0f}" if p in rss[when] else "-" for when in ("start", "end"))]
            for p in ["master", *pids]]
     header = ["load", "clients x time", "ok requests", "requests/s", "p50 ms", "p99 ms", "errors"]
-    return [markdown_table(header, rows, "llrrrrl"),
-            "\n".join(bullet(b) for b in bullets),
-            markdown_table(["process", "RSS at start MB", "RSS at end MB"], mem, "lrr")]
+    return {"loads": table(header, rows, "llrrrrl"), "kill": "\n".join(bullet(b) for b in bullets),
+            "rss": table(["process", "RSS at start MB", "RSS at end MB"], mem, "lrr")}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="tiny model, 2 clients x 3 s unless given; never writes RESULTS.md")
+                        help="tiny model, 2 clients x 3 s unless given; writes no results")
     parser.add_argument("--clients", type=int, help="client processes (16; 2 with --quick)")
     parser.add_argument("--seconds", type=float, help="seconds per load (60; 3 with --quick)")
-    add_results_arguments(parser)
+    add_results_arguments(parser, "reliability")
     args = parser.parse_args(argv)
     argv = list(sys.argv[1:] if argv is None else argv)
     args.clients = args.clients or (2 if args.quick else 16)
@@ -232,9 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     conditions = Conditions.start()
     with tempfile.TemporaryDirectory(prefix="reliability_") as tmp:
         vocab = build_model(Path(tmp), hp)
-        port = free_port()
-        server = start_server(Path(tmp), port, {})  # container/serve's defaults
-        try:
+        with serving(Path(tmp)) as (port, server):  # container/serve's defaults
             master = psutil.Process(server.pid)
             print(f"container/serve on port {port}, {server_description({})}", flush=True)
             records, info = run_load(port, vocab, args.clients, args.seconds, 1, master, False)
@@ -242,28 +242,14 @@ def main(argv: list[str] | None = None) -> int:
             records, kill = run_load(port, vocab, args.clients, args.seconds, 2, master, True)
             killed = figures(records, kill["t0"])
             rss = {"start": info["rss_start"], "end": rss_mb(master)}
-        finally:
-            stop_server(server)
     conditions.finish()
     parts = report(args, steady, killed, kill, records, rss)
-    print("\n\n".join(parts))
+    print(f"{markdown_table(**parts['loads'])}\n\n{parts['kill']}\n\n{markdown_table(**parts['rss'])}")
     if not (args.quick or args.no_results):
-        write_section(SECTION, "\n\n".join([
-            SECTION, run_line(command("reliability.py", argv), conditions),
-            fill(f"""Model: an {model_description(hp)}, written with `save_artifact`. Server: the
-                 real `container/serve` on a loopback port with {server_description({})}. Clients:
-                 separate processes on the same machine, one keep-alive `http.client` connection
-                 each, single-pair `/invocations` requests back to back. A client opens a new
-                 connection only when a request fails: those reconnect at once, to the surviving
-                 worker while the replacement still loads the model, so the replacement serves
-                 just the kill monitor's probes (one request per fresh connection, every 20 ms
-                 until one lands on it) and the rest of the load runs on one worker. Latencies
-                 are those of the
-                 successful requests; errors are non-200 answers and connection errors. The
-                 second load kills one worker with SIGKILL half-way; RSS is sampled when the first
-                 load starts (after {WARMUP} warm-up requests per client) and after the second."""),
-            *parts]), args.results)
-        print(f"written to {args.results}")
+        write_results(args.results, "reliability.py", argv, conditions,
+                      {"loads": parts["loads"], "rss": parts["rss"]},
+                      {"kill": parts["kill"], "model": model_description(hp),
+                       "server": server_description({}), "warmup": WARMUP})
     return 0 if kill["serving_s"] is not None else 1
 
 

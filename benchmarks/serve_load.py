@@ -3,22 +3,11 @@
     .venv/bin/python benchmarks/serve_load.py            # full run (about a minute on 2 cores)
     .venv/bin/python benchmarks/serve_load.py --quick    # smoke run, a few seconds
 
-Builds an untrained pooled_embedding model (enc_dim 300, vocab 100,000, max_seq_len 50, softmax
-with 2 classes, 2 MLP layers of 512) into a temporary ``model/`` with ``save_artifact``, starts the
-real ``container/serve`` on a free loopback port, and drives it from client processes, each with
-one keep-alive ``http.client`` connection:
-
-* ``pair-1``: single-pair scoring requests, 1 client;
-* ``pair-16``: single-pair scoring requests, 16 concurrent clients;
-* ``embed-1000``: 1,000-instance embedding requests (50 tokens each), 1 client.
-
-Each scenario runs ``--repeat`` times (default 3); the table shows the median of the runs. Targets
-on a 2-core CPU: pair-1 p99 < 20 ms, pair-16 >= 400 requests/s, embed-1000 p50 < 150 ms.
-
-The markdown table is printed and, after a full run and unless ``--no-results``, written with the
-command, the date, the versions and the load average to the section "## Serving
-(benchmarks/serve_load.py)" of ``benchmarks/RESULTS.md`` (``--results PATH``: another file).
-``--quick`` never writes it.
+Serves an untrained pooled_embedding model (``FULL_MODEL``, written with ``save_artifact``) with the
+real ``container/serve`` and drives it from client processes, one keep-alive ``http.client``
+connection each: ``pair-1`` (single-pair scores, 1 client), ``pair-16`` (16 clients), ``embed-1000``
+(1,000-instance embeddings, 1 client). Each scenario runs ``--repeat`` times (3); the median counts.
+A full run writes ``results/serve_load.json`` (``prose/serve_load.md`` explains it).
 """
 
 from __future__ import annotations
@@ -29,22 +18,16 @@ import json
 import multiprocessing as mp
 import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from results_md import (Conditions, add_results_arguments, command, fill, markdown_table, plural,
-                        run_line, write_section)
+from o2vtools.process import serving
+from o2vtools.results import Conditions, add_results_arguments, markdown_table, plural, table, write_results
 
-REPO = Path(__file__).resolve().parents[1]
-SECTION = "## Serving (benchmarks/serve_load.py)"
 FULL_MODEL = {"enc0_network": "pooled_embedding", "enc0_vocab_size": "100000",
               "enc0_max_seq_len": "50", "enc_dim": "300", "output_layer": "softmax",
               "num_classes": "2", "mlp_dim": "512", "mlp_layers": "2"}
@@ -122,44 +105,6 @@ def build_model(base: Path, hyperparameters: dict[str, str]) -> int:
     hp = parse_hyperparameters(hyperparameters)
     save_artifact(base / "model", Object2Vec(ModelConfig.from_hyperparameters(hp)), hp)
     return hp.enc0.vocab_size
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(base: Path, port: int, extra_env: dict[str, str]) -> subprocess.Popen:
-    env = dict(os.environ, SAGEMAKER_BASE_DIR=str(base), SAGEMAKER_BIND_TO_PORT=str(port),
-               PYTHONUNBUFFERED="1", **extra_env)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    log = open(base / "serve.log", "wb")
-    proc = subprocess.Popen([str(REPO / "container" / "serve")], env=env, cwd=base, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"container/serve exited with {proc.returncode}:\n"
-                               f"{(base / 'serve.log').read_text()}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as resp:
-                if resp.status == 200:
-                    return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"container/serve did not answer /ping within {START_TIMEOUT_S} s")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    """SIGTERM to the server's process group (gunicorn and its workers), SIGKILL after 30 s."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 def make_body(kind: str, vocab: int, rng: random.Random) -> bytes:
@@ -265,38 +210,12 @@ def model_description(hp: dict[str, str]) -> str:
             f"of {hp['mlp_dim']})")
 
 
-# -- report ----------------------------------------------------------------------------------------
-
-# Explanations and dated earlier measurements, printed under the generated table (update them when
-# they stop being true; they are not this run's figures).
-NOTES = """What limits these figures, and what earlier runs gave:
-
-- Clients and server share the machine: with 2 cores, latency is an upper bound whenever the load
-  average above exceeds what the server and its clients bring themselves. Earlier runs of the same
-  script and defaults (2026-11-29, median of 3): under a load average of 2.8 from other jobs, pair-1
-  692 requests/s, p50 1.46 ms, p99 2.20 ms; pair-16 1,008 requests/s, p50 11.95 ms, p99 43.15 ms;
-  embed-1000 13.8 requests/s, p50 73.1 ms, p99 87.4 ms. At load average 1.1 (a quiet `make bench`):
-  pair-1 963 requests/s, p50 1.03 ms, p99 1.37 ms; pair-16 1,151 requests/s, p50 8.27 ms, p99 46.4
-  ms; embed-1000 18.9 requests/s, p50 53.2 ms, p99 57.8 ms. Under heavier load (load average 4-6):
-  pair-1 370-415 requests/s with p99 7.5-9.7 ms, pair-16 733-971 requests/s, embed-1000 p50 88-119
-  ms (p99 144-179 ms); at about 4 (single runs) embed-1000 p50 was 56-58 ms.
-- `MODEL_SERVER_THREADS` 1 / 2 / 4 (`--threads`) gave pair-16 885 / 995 / 1073 requests/s in
-  back-to-back runs on 2026-11-29: 4 stays the default (it also lets `/ping` be answered while long
-  requests run).
-- Where the time of one 1,000-instance embedding request goes (profiled in process, 1 torch thread,
-  2026-11-29): decoding the JSON body 3 ms, validation and batching 6 ms, the forward pass 7 ms,
-  writing the 300,000 floats 23 ms. The writer is vectorised with numpy (same text as `"%.9g"`, 9
-  significant digits = full float32 precision); `json.dumps(tensor.tolist())` took 155 ms for the
-  same floats.
-"""
-
-
 def _fig(x: float) -> str:
     """Whole numbers from 100 up, one decimal from 10, two below (``1,008``, ``73.1``, ``1.46``)."""
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
-def table(measured: list[Measured]) -> str:
+def scenarios_table(measured: list[Measured]) -> dict:
     """Medians per scenario with the target and whether the median meets it."""
     rows = []
     for m in measured:
@@ -304,41 +223,19 @@ def table(measured: list[Measured]) -> str:
         rows.append([m.scenario.label, str(m.scenario.clients), _fig(med.rps), _fig(med.p50_ms),
                      _fig(med.p99_ms), target.text(), "yes" if target.met(med) else "**no**"])
     header = ["scenario", "clients", "requests/s", "p50 ms", "p99 ms", "target", "met"]
-    return markdown_table(header, rows, "lrrrrll")
-
-
-def section(command_line: str, conditions: Conditions, model: str, server: str, repeat: int,
-            measured: list[Measured]) -> str:
-    """The RESULTS.md section of one full run."""
-    sizes = "; ".join(f"`{m.scenario.name}` {plural(m.scenario.clients, 'client')} x "
-                      f"{plural(m.scenario.requests, 'request')} after {m.scenario.warmup} warm-up"
-                      for m in measured)
-    return "\n\n".join([
-        SECTION,
-        run_line(command_line, conditions),
-        fill(f"""Model: an {model}, written with `save_artifact` (torch seed 0). Server: the real
-             `container/serve` on a loopback port with {server}. Clients: separate processes on the
-             same machine, one keep-alive `http.client` connection each; {sizes}. Each figure is the
-             median of {plural(repeat, 'run')} of its scenario (request bodies seeded by run and
-             client); the targets are for a 2-core CPU."""),
-        table(measured),
-        NOTES,
-    ])
-
-
-# -- main ------------------------------------------------------------------------------------------
+    return table(header, rows, "lrrrrll")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="tiny model and few requests (smoke test); never writes RESULTS.md")
+                        help="tiny model and few requests (smoke test); writes no results")
     parser.add_argument("--repeat", type=int, default=None,
                         help="runs per scenario (3; 1 with --quick)")
     parser.add_argument("--workers", type=int, help="MODEL_SERVER_WORKERS (default: the server's)")
     parser.add_argument("--threads", type=int, help="MODEL_SERVER_THREADS (default: the server's)")
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios")
-    add_results_arguments(parser)
+    add_results_arguments(parser, "serve_load")
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.repeat = args.repeat or (1 if args.quick else 3)
@@ -349,10 +246,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def measure(base: Path, args: argparse.Namespace, extra: dict[str, str]) -> list[Measured]:
     """Build the model, start the server, run every chosen scenario ``args.repeat`` times."""
     vocab = build_model(base, QUICK_MODEL if args.quick else FULL_MODEL)
-    port = free_port()
-    server = start_server(base, port, extra)
     measured = []
-    try:
+    with serving(base, extra) as (port, _):
         print(f"container/serve on port {port}, {os.cpu_count()} CPUs (load average "
               f"{os.getloadavg()[0]:.1f}), env {extra or 'defaults'}, "
               f"median of {args.repeat} run(s)", flush=True)
@@ -363,8 +258,6 @@ def measure(base: Path, args: argparse.Namespace, extra: dict[str, str]) -> list
             measured.append(m)
             print(f"{sc.name}: " + "; ".join(f"{r.rps:.1f} requests/s, p50 {r.p50_ms:.2f} ms, "
                                              f"p99 {r.p99_ms:.2f} ms" for r in m.runs), flush=True)
-    finally:
-        stop_server(server)
     return measured
 
 
@@ -379,14 +272,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="serve_load_") as tmp:
         measured = measure(Path(tmp), args, extra)
     conditions.finish()
-    print()
-    print(table(measured))
+    scenarios_md = scenarios_table(measured)
+    print(f"\n{markdown_table(**scenarios_md)}")
     if not args.no_results:
-        text = section(command("serve_load.py", args.argv), conditions,
-                       model_description(FULL_MODEL), server_description(extra), args.repeat,
-                       measured)
-        write_section(SECTION, text, args.results)
-        print(f"written to {args.results}")
+        sizes = "; ".join(f"`{m.scenario.name}` {plural(m.scenario.clients, 'client')} x "
+                          f"{plural(m.scenario.requests, 'request')} after {m.scenario.warmup} "
+                          f"warm-up" for m in measured)
+        write_results(args.results, "serve_load.py", args.argv, conditions,
+                      {"scenarios": scenarios_md},
+                      {"model": model_description(FULL_MODEL), "server": server_description(extra),
+                       "sizes": sizes, "repeat": plural(args.repeat, "run")})
     return 0
 
 

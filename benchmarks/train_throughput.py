@@ -1,57 +1,18 @@
-"""Training throughput per encoder, and the memory and time of loading a large channel.
+"""Training throughput per encoder, the memory and time of loading a large channel, and dense vs
+row_sparse updates over a vocabulary sweep (``prose/train_throughput.md``, ``prose/sparse.md``).
 
-    .venv/bin/python benchmarks/train_throughput.py                  # every section (~10 min)
+    .venv/bin/python benchmarks/train_throughput.py                  # every section (~15 min)
     .venv/bin/python benchmarks/train_throughput.py --quick          # smoke run, seconds
     .venv/bin/python benchmarks/train_throughput.py --sections sparse --sparse-runs 1 --no-results
-    .venv/bin/python benchmarks/train_throughput.py --sections throughput --networks hcnn \
-        --no-results
 
-Sections (``--sections``, default all, run in this order):
-
-* ``load``: a 1,000,000-pair channel of 50-token sequences (both sides) is written as JSON Lines to
-  a temporary directory, then ``load_channel`` reads it in a child process, which reports its load
-  time and peak RSS (``VmHWM`` from ``/proc/self/status``; ``getrusage(RUSAGE_CHILDREN).ru_maxrss``
-  is shown beside it, but it can include the parent's peak, see ``_child_load``). Runs first,
-  before the parent imports torch. Target: peak RSS under 1.5 GB.
-* ``throughput``: training samples/s of one ``Trainer._train_step`` for each encoder
-  (pooled_embedding, hcnn, bilstm) at vocab 100,000, enc0/enc1_max_seq_len 50, enc_dim 300,
-  mini_batch_size 512, softmax with 2 classes, other hyperparameters at their defaults. Data is
-  synthetic ``PairData`` built in memory (random ids, lengths 25-50). Each repeat times ``--steps``
-  steps after ``--warmup`` untimed ones; the figure is the median over ``--repeats`` repeats. Batch
-  building (``EpochPlan.batch``: numpy gather -> tensors) is timed separately from the step, so a
-  data-pipeline bottleneck shows up as its own column.
-* ``sparse``: dense vs ``token_embedding_storage_type=row_sparse`` and a vocabulary sweep (10,000 /
-  300,000 / 1,000,000 / 3,000,000) in the published document-embedding configuration
-  (pooled_embedding, tied token embedding, comparator hadamard, max_seq_len 50 both sides, enc_dim 300,
-  mlp_dim 512, 2 MLP layers, mini-batch 512, Adam). Token ids are Zipf-distributed over the vocabulary
-  (exponent 1.1, truncated at the vocabulary size), every sequence 50 tokens long; the frequency rank
-  of a token is mapped to its id by a seeded random permutation (``--zipf-ids shuffled``, the default:
-  frequent tokens scattered over the table, the hardest case for memory locality) or by the identity
-  (``ranked``: id = frequency rank, as a vocabulary built by counting gives). Each configuration runs in
-  its own child process (with ``THP_MEM_ALLOC_ENABLE=1``, as ``container/train`` sets) that reports its
-  step time, the unique token rows per batch and its peak RSS. Dense Adam at vocab 3,000,000 needs
-  about 15 GB (weights, gradient, two moments) and is left out unless ``--dense-vocabs`` names it.
-  The whole sweep runs ``--sparse-runs`` times (default 4, about 2 minutes each), one sweep after
-  the other; the table gives each configuration's median over the runs and every run's figure.
-
-Results: the tables are printed and, after a full run and unless ``--no-results``, written with the
-command, the date, the versions and the load average to ``benchmarks/RESULTS.md`` (``--results
-PATH``: another file): ``load`` and ``throughput`` together to "## Training throughput
-(benchmarks/train_throughput.py)" (written only when both ran), ``sparse`` to "## Sparse embedding
-updates (benchmarks/train_throughput.py --sections sparse)". A run writes only the sections it
-measured; ``--quick`` never writes. Options that change what is measured (``--networks``,
-``--zipf-ids``, ...) are quoted in the section's command line; pass ``--no-results`` for
-experiments.
-
-Adding a section: write ``def my_section(cfg: Config) -> MyFigures`` (a :class:`Report`: its
-figures and the markdown it prints) that reuses :func:`synthetic_pairs`, :func:`make_trainer` and
-:func:`measure_training` -- e.g. dense vs row_sparse is ``make_trainer(..., extra={
-"token_embedding_storage_type": "row_sparse"})`` and a vocabulary sweep is ``replace(cfg,
-vocab=v)`` in a loop -- register it with ``@section("name")``, and give it a
-:class:`ResultsSection` to have it written to RESULTS.md.
-
-Timings depend on the machine's load: the report prints the load average before each section, and
-the RESULTS.md sections give it at the start and end of their measurements.
+Sections (``--sections``, default all, in this order): ``load`` -- ``load_channel`` of a
+1,000,000-pair channel in a child process (time, peak RSS ``VmHWM``), before this process imports
+torch; ``throughput`` -- ``Trainer.train_step`` samples/s per encoder on synthetic data, batch
+building (``EpochPlan.batch``) timed apart; ``sparse`` -- the document-embedding configuration,
+dense vs ``row_sparse`` Adam over a vocabulary sweep with Zipf-distributed ids, each configuration
+in its own child process (``THP_MEM_ALLOC_ENABLE=1``), ``--sparse-runs`` whole sweeps one after the
+other. A full run writes ``results/train_throughput.json`` (load and throughput: only when both ran)
+and ``results/sparse.json``; ``--quick`` never writes.
 """
 
 from __future__ import annotations
@@ -68,13 +29,21 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-
-from results_md import (Conditions, add_results_arguments, bullet, command, cpu, fill, load_average,
-                        markdown_table, median_and_runs, plural, run_line, value_range,
-                        write_section)
+from o2vtools.results import (
+    RESULTS_DIR,
+    Conditions,
+    bullet,
+    cpu,
+    load_average,
+    markdown_table,
+    median_and_runs,
+    plural,
+    table,
+    value_range,
+    write_results,
+)
 
 NETWORKS = ("pooled_embedding", "hcnn", "bilstm")
 MB = 1024 * 1024
@@ -102,12 +71,12 @@ class Config:
     sparse_steps: int = 10
     zipf_exponent: float = 1.1
     zipf_ids: str = "shuffled"
-    zipf_support: int | None = None  # draw only the first N ranks (same data statistics at any vocab)
+    zipf_support: int | None = None  # draw only the first N ranks (same statistics at any vocab)
     threads: int | None = None  # torch threads of the sparse section's children (None: torch's)
     sparse_runs: int = 4  # whole sweeps of the sparse section (median and each run reported)
     quick: bool = False
 
-    def quick_version(self) -> "Config":
+    def quick_version(self) -> Config:
         return replace(self, vocab=2_000, min_len=5, max_len=10, enc_dim=16, batch_size=64,
                        warmup=1, steps=2, repeats=2, load_records=5_000, load_len=10,
                        sparse_vocabs=(1_000, 20_000), dense_vocabs=(1_000,), sparse_warmup=1,
@@ -134,16 +103,18 @@ def synthetic_pairs(n: int, vocab: int, min_len: int, max_len: int, seed: int = 
 
 def zipf_pairs(n: int, length: int, vocab: int, exponent: float, ids: str, seed: int = 0,
                support: int | None = None):
-    """``n`` pairs of ``length``-token sequences whose ids follow a Zipf law truncated at ``support``
-    (default ``vocab``): P(rank r) ~ 1 / r**exponent, r = 1..support; rank -> id is the identity
-    (``ids="ranked"``) or a seeded permutation of the whole vocabulary (``"shuffled"``). Labels 0/1 at
-    random. ``support < vocab`` keeps the token statistics of a small vocabulary on a large table."""
+    """``n`` pairs of ``length``-token sequences whose ids follow a Zipf law truncated at
+    ``support`` (default ``vocab``): P(rank r) ~ 1 / r**exponent, r = 1..support; rank -> id is the
+    identity (``ids="ranked"``) or a seeded permutation of the whole vocabulary (``"shuffled"``).
+    Labels 0/1 at random. ``support < vocab`` keeps a small vocabulary's statistics on a large
+    table."""
     from object2vec.data.records import PairData, Side
 
     rng = np.random.default_rng(seed)
     support = min(support or vocab, vocab)
     cdf = np.cumsum(1.0 / np.arange(1, support + 1, dtype=np.float64) ** exponent)
-    rank_to_id = (rng.permutation(vocab) if ids == "shuffled" else np.arange(vocab)).astype(np.int32)
+    order = rng.permutation(vocab) if ids == "shuffled" else np.arange(vocab)
+    rank_to_id = order.astype(np.int32)
     offsets = np.arange(0, (n + 1) * length, length, dtype=np.int64)
 
     def side() -> Side:
@@ -204,7 +175,7 @@ def measure_training(trainer, data, cfg: Config) -> Throughput:
         raise ValueError(f"plan has {len(plan)} batches, need {needed}")
     b = 0
     for _ in range(cfg.warmup):
-        trainer._train_step(plan.batch(data, b))
+        trainer.train_step(plan.batch(data, b))
         b += 1
     step_times, build_times = [], []
     for _ in range(cfg.repeats):
@@ -213,7 +184,7 @@ def measure_training(trainer, data, cfg: Config) -> Throughput:
             t0 = time.perf_counter()
             batch = plan.batch(data, b)
             t1 = time.perf_counter()
-            trainer._train_step(batch)
+            trainer.train_step(batch)
             t2 = time.perf_counter()
             build, step, b = build + t1 - t0, step + t2 - t1, b + 1
         build_times.append(build / cfg.steps)
@@ -227,28 +198,6 @@ def status_mb(field: str) -> float:
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-# -- sections --------------------------------------------------------------------------------------
-#
-# A section measures and returns its figures (an object with ``report(cfg) -> str``, the markdown it
-# prints); the RESULTS.md sections at the end of the file are built from the same figures.
-
-SECTIONS: dict[str, Callable[[Config], "Report"]] = {}
-
-
-class Report:
-    """What a section returns: its figures, and the markdown it prints for them."""
-
-    def report(self, cfg: Config) -> str:
-        raise NotImplementedError
-
-
-def section(name: str):
-    def register(fn):
-        SECTIONS[name] = fn
-        return fn
-    return register
 
 
 def write_channel(path: Path, n: int, length: int, vocab: int, seed: int = 0) -> int:
@@ -284,38 +233,7 @@ def _child_load(channel: str, vocab: int, length: int) -> None:
                       "arrays_mb": arrays / MB}))
 
 
-@dataclass
-class LoadFigures(Report):
-    """The load section's figures: the child's JSON (``_child_load``) and how the file was
-    written."""
-
-    child: dict  # records, seconds, rss_before_mb, peak_rss_mb, arrays_mb, ...
-    file_mb: float
-    written_s: float
-    children_ru_maxrss_mb: float  # getrusage(RUSAGE_CHILDREN) in the parent, for comparison
-
-    @property
-    def within_limit(self) -> bool:
-        return self.child["peak_rss_mb"] < RSS_LIMIT_MB
-
-    def table(self) -> str:
-        c = self.child
-        verdict = "met" if self.within_limit else "**not met**"
-        return markdown_table(
-            ["load s", "records/s", "arrays MB", "RSS before load MB", "peak RSS (VmHWM) MB",
-             "limit"],
-            [[f"{c['seconds']:.1f}", f"{c['records'] / c['seconds']:,.0f}",
-              f"{c['arrays_mb']:,.0f}", f"{c['rss_before_mb']:,.0f}", f"{c['peak_rss_mb']:,.0f}",
-              f"< {RSS_LIMIT_MB:,} MB: {verdict}"]], "rrrrrl")
-
-    def report(self, cfg: Config) -> str:
-        return (f"{self.child['records']:,} pairs x {cfg.load_len} tokens per side, file "
-                f"{self.file_mb:,.0f} MB (written in {self.written_s:.1f} s)\n\n{self.table()}\n\n"
-                f"getrusage(RUSAGE_CHILDREN).ru_maxrss: {self.children_ru_maxrss_mb:,.0f} MB")
-
-
-@section("load")
-def load_section(cfg: Config) -> LoadFigures:
+def load_section(cfg: Config) -> dict:
     """Peak RSS and time of load_channel on a large channel, measured in a child process."""
     with tempfile.TemporaryDirectory(prefix="o2v-load-") as tmp:
         channel = Path(tmp) / "train"
@@ -326,36 +244,24 @@ def load_section(cfg: Config) -> LoadFigures:
         out = subprocess.run([sys.executable, __file__, "--child-load", str(channel),
                               str(cfg.vocab), str(cfg.load_len)],
                              capture_output=True, text=True, check=True)
-        children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return LoadFigures(json.loads(out.stdout.strip().splitlines()[-1]), size / MB, written,
-                       children_mb)
-
-
-@dataclass
-class ThroughputFigures(Report):
-    """Per encoder (in the order timed): its table label and its medians."""
-
-    threads: int  # torch threads of this process
-    rows: list[tuple[str, Throughput]]
-
-    def table(self) -> str:
-        return markdown_table(
-            ["encoder", "s / step", "train samples/s", "batch build ms", "samples/s incl. build",
-             "build share"],
-            [[label, f"{t.step_s:.3f}", f"{t.step_rate:,.0f}", f"{t.build_s * 1e3:.2f}",
-              f"{t.end_to_end_rate:,.0f}", _percent(t.build_share)]
-             for label, t in self.rows], "lrrrrr")
-
-    def report(self, cfg: Config) -> str:
-        return (f"vocab {cfg.vocab:,}, max_seq_len {cfg.max_len} "
-                f"(lengths {cfg.min_len}-{cfg.max_len}), enc_dim {cfg.enc_dim}, mini_batch_size "
-                f"{cfg.batch_size}, torch threads {self.threads}; median of {cfg.repeats} x "
-                f"{cfg.steps} steps after {cfg.warmup} warm-up\n\n{self.table()}")
-
-
-def _percent(share: float) -> str:
-    """``0.13 %``, as RESULTS.md writes percentages."""
-    return f"{share * 100:.2f} %"
+    c = json.loads(out.stdout.strip().splitlines()[-1])
+    verdict = "met" if c["peak_rss_mb"] < RSS_LIMIT_MB else "**not met**"
+    load = table(["load s", "records/s", "arrays MB", "RSS before load MB", "peak RSS (VmHWM) MB",
+                  "limit"],
+                 [[f"{c['seconds']:.1f}", f"{c['records'] / c['seconds']:,.0f}",
+                   f"{c['arrays_mb']:,.0f}", f"{c['rss_before_mb']:,.0f}",
+                   f"{c['peak_rss_mb']:,.0f}", f"< {RSS_LIMIT_MB:,} MB: {verdict}"]], "rrrrrl")
+    children_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"tables": {"load": load}, "values": {
+        "records": f"{c['records']:,}", "load_len": cfg.load_len, "file_mb": f"{size / MB:,.0f}",
+        "written_s": f"{written:.1f}", "load_bullets": "\n".join([
+            bullet(f"""The loaded data is {c['arrays_mb']:,.0f} MB (int32 ids, int64 offsets, int64
+                   labels); the peak is {c['peak_rss_mb'] / c['arrays_mb']:.1f}x that because the
+                   builder's growing `array` buffers are copied into numpy arrays at the end."""),
+            bullet(f"""`getrusage(RUSAGE_CHILDREN).ru_maxrss` gave {children_mb:,.0f} MB in this
+                   run. It is not used as the figure because Linux keeps the parent's peak in a
+                   vfork()ed child's ru_maxrss (an earlier version of the script, with torch
+                   loaded in the parent, reported 363 MB for a 5,000-record load).""")])}}
 
 
 def encoder_label(network: str, cfg: Config) -> str:
@@ -368,29 +274,42 @@ def encoder_label(network: str, cfg: Config) -> str:
     return f"{network} ({layers} layer{'s' if layers > 1 else ''}, auto)"
 
 
-@section("throughput")
-def throughput_section(cfg: Config) -> ThroughputFigures:
+def throughput_section(cfg: Config) -> dict:
     """Samples/s per encoder, with batch building timed on its own."""
     import torch
 
     n = cfg.batch_size * (cfg.warmup + cfg.steps * cfg.repeats)
     data = synthetic_pairs(n, cfg.vocab, cfg.min_len, cfg.max_len)
-    figures = ThroughputFigures(torch.get_num_threads(), [])
+    rows = []
     for network in cfg.networks:
         torch.manual_seed(0)
-        trainer = make_trainer(network, cfg, data)
-        t = measure_training(trainer, data, cfg)
-        figures.rows.append((encoder_label(network, cfg), t))
+        t = measure_training(make_trainer(network, cfg, data), data, cfg)
+        rows.append((encoder_label(network, cfg), t))
         print(f"{network}: {t.step_s:.3f} s / step, {t.step_rate:,.0f} samples/s", file=sys.stderr,
               flush=True)
-        del trainer
-    return figures
+    worst = max((t for _, t in rows), key=lambda t: t.build_share)
+    return {"tables": {"throughput": table(
+        ["encoder", "s / step", "train samples/s", "batch build ms", "samples/s incl. build",
+         "build share"],
+        [[label, f"{t.step_s:.3f}", f"{t.step_rate:,.0f}", f"{t.build_s * 1e3:.2f}",
+          f"{t.end_to_end_rate:,.0f}", f"{t.build_share * 100:.2f} %"] for label, t in rows],
+        "lrrrrr")}, "values": {
+        "vocab": f"{cfg.vocab:,}", "max_len": cfg.max_len, "min_len": cfg.min_len,
+        "enc_dim": cfg.enc_dim, "batch_size": cfg.batch_size,
+        "threads": plural(torch.get_num_threads(), "torch thread"),
+        "repeats": plural(cfg.repeats, "repeat"), "steps": plural(cfg.steps, "step"),
+        "warmup": plural(cfg.warmup, "warm-up step"), "pipeline": bullet(
+            f"""The data pipeline is not a bottleneck while the build share stays small: in this
+            run building a {cfg.batch_size}-pair batch of {cfg.min_len}-{cfg.max_len}-token
+            sequences took at most {worst.build_s * 1e3:.2f} ms, at most
+            {worst.build_share * 100:.2f} % of a step.""")}}
 
 
 # The published document-embedding configuration (object2vec.md, sparse-update launch notes).
 DOC_CONFIG = {"enc1_network": "enc0", "tied_token_embedding_weight": "true",
-              "comparator_list": "hadamard", "mlp_dim": "512", "mlp_layers": "2", "optimizer": "adam"}
-# The targets of the sparse section (2-core CPU), from the published single-GPU figures; a target is
+              "comparator_list": "hadamard", "mlp_dim": "512", "mlp_layers": "2",
+              "optimizer": "adam"}
+# The sparse section's targets (2-core CPU), from the published single-GPU figures; a target is
 # reported only when the run measured the vocabularies it names.
 TARGET_SAMPLES = (10_000, 14_000)  # row_sparse samples/s at vocab 10,000
 TARGET_DENSE_RATIO = (300_000, 2.8)  # row_sparse speed / dense speed at vocab 300,000
@@ -404,25 +323,27 @@ def _child_sparse(cfg: Config, storage: str, vocab: int) -> None:
 
     torch.manual_seed(0)
     n = cfg.batch_size * (cfg.sparse_warmup + cfg.sparse_steps * cfg.repeats)
-    data = zipf_pairs(n, cfg.max_len, vocab, cfg.zipf_exponent, cfg.zipf_ids, support=cfg.zipf_support)
+    data = zipf_pairs(n, cfg.max_len, vocab, cfg.zipf_exponent, cfg.zipf_ids,
+                      support=cfg.zipf_support)
     cfg = replace(cfg, vocab=vocab, warmup=cfg.sparse_warmup, steps=cfg.sparse_steps)
     trainer = make_trainer("pooled_embedding", cfg, data,
                            extra={**DOC_CONFIG, "token_embedding_storage_type": storage})
     t = measure_training(trainer, data, cfg)
     plan = trainer.sampler.plan(0)
     batches = [plan.batch(data, b) for b in range(min(len(plan), 8))]
-    unique = [torch.cat([b.in0.ids, b.in1.ids]).unique().numel() for b in batches]  # tied: one table
-    print(json.dumps({"step_s": t.step_s, "build_s": t.build_s, "unique_rows": float(np.mean(unique)),
-                      "peak_rss_mb": status_mb("VmHWM"), "threads": torch.get_num_threads()}))
+    # tied: one table for both sides
+    unique = [torch.cat([b.in0.ids, b.in1.ids]).unique().numel() for b in batches]
+    print(json.dumps({"step_s": t.step_s, "build_s": t.build_s,
+                      "unique_rows": float(np.mean(unique)), "peak_rss_mb": status_mb("VmHWM"),
+                      "threads": torch.get_num_threads()}))
 
 
 @dataclass
-class SparseFigures(Report):
-    """Every run of the sparse sweep: per run, the child's JSON per (storage, vocab), and when the
-    run took place and under what load."""
+class SparseFigures:
+    """Every run of the sparse sweep: per run, the child's JSON per (storage, vocab)."""
 
     runs: list[dict[tuple[str, int], dict]]
-    conditions: list[Conditions]
+    conditions: list[Conditions]  # when each run took place, under what load
 
     def configs(self) -> list[tuple[str, int]]:
         return list(self.runs[0])
@@ -438,7 +359,7 @@ class SparseFigures(Report):
     def has(self, storage: str, vocab: int) -> bool:
         return (storage, vocab) in self.runs[0]
 
-    def table(self, cfg: Config) -> str:
+    def table(self, cfg: Config) -> dict:
         runs = len(self.runs)
         rows = []
         for storage, vocab in self.configs():
@@ -447,11 +368,11 @@ class SparseFigures(Report):
                          f"{cfg.batch_size / self.step_ms(storage, vocab) * 1e3:,.0f}",
                          f"{statistics.median(self.values(storage, vocab, 'unique_rows')):,.0f}",
                          value_range(self.values(storage, vocab, "peak_rss_mb"), "{:,.0f}".format)])
-        return markdown_table(["storage", "vocab", f"step ms ({plural(runs, 'run')})",
-                               "samples/s", "unique rows / batch", "peak RSS MB"], rows, "lrlrrr")
+        return table(["storage", "vocab", f"step ms ({plural(runs, 'run')})", "samples/s",
+                      "unique rows / batch", "peak RSS MB"], rows, "lrlrrr")
 
-    def targets(self, cfg: Config) -> str:
-        """The targets table, with the rows whose vocabularies this run measured ('' if none)."""
+    def targets(self, cfg: Config) -> dict:
+        """The targets table, with the rows whose vocabularies this run measured."""
         rows = []
         vocab, samples = TARGET_SAMPLES
         if self.has("row_sparse", vocab):
@@ -471,7 +392,7 @@ class SparseFigures(Report):
             rows.append([f"row_sparse at vocab {large:,} >= {ratio}x its vocab-{small:,} speed",
                          f"{fast / slow:.2f}x ({_ms(slow)} vs {_ms(fast)} ms)",
                          _met(fast / slow >= ratio)])
-        return markdown_table(["target", "figure", "met"], rows, "lll") if rows else ""
+        return table(["target", "figure", "met"], rows, "lll")
 
     def derived(self, cfg: Config) -> list[str]:
         """Speed ratios and per-row costs from the medians, for any vocabularies."""
@@ -491,12 +412,6 @@ class SparseFigures(Report):
                      f"{per_row[small]:.1f} us at vocab {small:,}, {per_row[large]:.1f} us at "
                      f"{large:,}")
         return lines
-
-    def report(self, cfg: Config) -> str:
-        targets = self.targets(cfg)
-        return "\n\n".join([self.table(cfg), *([targets] if targets else []),
-                            "\n".join(self.derived(cfg))])
-
 
 def _ms(ms: float) -> str:
     """Step milliseconds as the table gives them: ``42.1``, ``1,678``."""
@@ -520,7 +435,6 @@ def _run_sparse_child(cfg: Config, storage: str, vocab: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@section("sparse")
 def sparse_section(cfg: Config) -> SparseFigures:
     """Dense vs row_sparse Adam and a vocabulary sweep in the document-embedding configuration,
     ``cfg.sparse_runs`` times over: whole sweeps one after another, so that a disturbance from other
@@ -539,187 +453,23 @@ def sparse_section(cfg: Config) -> SparseFigures:
     return figures
 
 
-# -- RESULTS.md ------------------------------------------------------------------------------------
-
-TRAINING_HEADING = "## Training throughput (benchmarks/train_throughput.py)"
-SPARSE_HEADING = "## Sparse embedding updates (benchmarks/train_throughput.py --sections sparse)"
-
-# Explanations and dated earlier measurements, written under the generated tables (update them when
-# they stop being true; they are not this run's figures).
-THROUGHPUT_NOTES = """\
-- pooled_embedding is bound by the dense optimizer: in a profiled run (2026-11-29) the Adam step
-  over the two 100,000 x 300 tables (60 M of the model's 60.9 M parameters) took 0.32 s of a 0.47 s
-  step (67 %). That is what `token_embedding_storage_type=row_sparse` (lazy updates of the batch's
-  rows) is for: see the next section.
-- hcnn and bilstm are compute-bound in the encoders (4 convolutions of 300 x 300 x 3 over 50
-  positions per side; a 2 x 150-unit LSTM over 50 steps per side).
-- Load from other jobs slows every row (compare the load averages above): on 2026-11-29, under a
-  load average of 3.5-5, the same steps gave 365 samples/s (pooled_embedding, 1.40 s / step) and 70
-  samples/s (hcnn, 7.3 s / step), 2-4x slower than in a quiet window that day (1,434 and 167
-  samples/s). Small models suffer far more: with 2 OpenMP threads on the busy 2-core machine every
-  small op waited on the other thread (about 10 ms per op), e.g. a MovieLens training (enc_dim 64)
-  in `container/train` ran at 1,200-4,800 records/s with the default 2 threads, and the same
-  training in process with 1 thread at about 14,000 records/s at the same time."""
-
-LOAD_NOTES = """\
-- Under load (load average 5, 2026-11-29) the 1,000,000-pair load took 34.4 s (29,089 records/s),
-  peak RSS 855 MB, against 15.2 s and 864 MB in a quiet window that day."""
-
-SPARSE_NOTES = """\
-Earlier observations (2026-11-29, same VM and script):
-
-- row_sparse at vocab 1,000,000 was bimodal: 37-44 ms in three of four runs, 70.3 ms in the fourth,
-  and 69.5 ms in a fifth run (inside `make bench`); the other cells of that fifth run were within 13
-  % of the four-run medians except dense at 10,000 (54.4 ms, against a median of 42.1). We have not
-  found what switches it (huge-page availability is the first suspect); the 3,000,000 row never
-  showed it. The per-run figures in the table show whether this run did.
-- After `Trainer._train_step` was simplified (one forward and loss call per step; same operations),
-  three runs of dense 10,000 / row_sparse 10,000 / row_sparse 3,000,000 gave medians of 30.2 / 20.5
-  / 46.0 ms (load average 1.3-1.7), within the spread of the four runs before it.
-
-Dense Adam at vocab 3,000,000 is not run unless `--dense-vocabs` names it: weights, gradient and two
-moments are 4 x 3.6 GB. Peak RSS of row_sparse at 3,000,000 is the table (3.6 GB) plus its Adam
-moments (7.2 GB, allocated once); nothing is allocated per step in proportion to the vocabulary.
-
-What bounds the vocab-3,000,000 figure (the 0.9x target was missed in every run of 2026-11-29, at
-0.47x; the targets table above says how this run did):
-
-- **The data, first.** Zipf(1.1) over a larger vocabulary draws more distinct tokens: the
-  unique-rows column grows from 5,599 rows per 512-pair batch (51,200 tokens) at vocab 10,000 to
-  15,360 at 3,000,000 (2.7x; the data is seeded, so these counts do not change between runs). A
-  row_sparse step does O(unique rows x 300) work (gather the rows, pool, scatter their gradient,
-  lazy Adam on their moments), so more rows is real work, not overhead: the cost per unique row
-  (derived above) does not grow with the vocabulary (3.7 us at 10,000 and 2.8 us at 3,000,000 on
-  2026-11-29). Ranked ids (`--zipf-ids ranked`: id = frequency rank, as a vocabulary built by
-  counting gives) changed nothing that day: 20.1 / 32.7 / 40.2 ms at 10,000 / 300,000 / 3,000,000
-  (ratio 0.50).
-- **Then the cache.** Holding the data statistics fixed -- ids drawn from the first 10,000 frequency
-  ranks only, scattered over the 3,000,000-row table (`--zipf-support 10000`), so both runs touch
-  5,590-5,599 distinct rows -- the 3,000,000-row table ran at 0.75x / 0.76x / 0.95x (3 runs on
-  2026-11-29) of the 10,000-row one (24.7 / 24.2 / 20.3 ms vs 18.8 / 18.2 / 19.2 ms). That remaining
-  gap is memory, not work: at vocab 10,000 the table and its moments (12 + 24 MB) live in the L3
-  (480 MB on that VM; the machine line above gives this run's); at 3,000,000 (10.8 GB) each step's
-  5,600 rows x (1,200 B weights + 2,400 B moments), read and written back, come from DRAM through
-  the TLB. Without transparent huge pages (`THP_MEM_ALLOC_ENABLE` unset) a microbenchmark gathering
-  15,400 random rows of the (3,000,000, 2, 300) moment tensor took 50 ms against 5 ms with them,
-  which is why `container/train` sets it.
-- So the per-step work does not grow with the vocabulary (same rows: 0.76x median, bounded by cache
-  misses); what does grow is the number of distinct tokens the data brings per batch. The published
-  "speed independent of vocabulary size" was measured on a GPU, whose 4.8 TB/s memory makes row
-  gathers nearly free; on a 2-core CPU the 0.9x target is not reachable for Zipf text over a 300x
-  larger vocabulary.
-- Dense is as fast as it gets for a dense table: its cost is Adam over every row (3 x 1.2 GB read
-  and written per step at vocab 1,000,000) and grows linearly with the vocabulary; the embedding
-  backward is `embedding_bag`'s dense kernel (no sparse gradient tensor, no `index_put`
-  accumulate)."""
+def sparse_values(cfg: Config, sparse: SparseFigures) -> dict:
+    """What prose/sparse.md quotes of one sparse run."""
+    return {"max_len": cfg.max_len, "enc_dim": cfg.enc_dim, "batch_size": cfg.batch_size,
+            "zipf_exponent": cfg.zipf_exponent,
+            "support": (f", drawn from the first {cfg.zipf_support:,} ranks only"
+                        if cfg.zipf_support else ""),
+            "ids": ("scattered over the table by a seeded permutation" if cfg.zipf_ids == "shuffled"
+                    else "equal to the ids (id = frequency rank)"),
+            "threads": plural(sparse.runs[0][sparse.configs()[0]]["threads"], "torch thread"),
+            "repeats": plural(cfg.repeats, "repeat"), "steps": plural(cfg.sparse_steps, "step"),
+            "warmup": plural(cfg.sparse_warmup, "warm-up step"),
+            "times": plural(len(sparse.runs), "time"), "cpu": cpu(),
+            "runs": "; ".join(f"{k + 1}: {c.brief()}" for k, c in enumerate(sparse.conditions)),
+            "derived": "\n".join(bullet(line) for line in sparse.derived(cfg))}
 
 
-Done = dict[str, tuple[Report, Conditions]]  # measured sections: figures and when they ran
-
-
-def training_results(command_line: str, cfg: Config, done: Done) -> str:
-    """The "Training throughput" section: the throughput and load sections of one run."""
-    (load, load_run), (throughput, throughput_run) = done["load"], done["throughput"]
-    worst = max((t for _, t in throughput.rows), key=lambda t: t.build_share)
-    c = load.child
-    return "\n\n".join([
-        TRAINING_HEADING,
-        run_line(command_line, Conditions.spanning(load_run, throughput_run)),
-        fill(f"""Throughput of `Trainer._train_step` (forward, backward, dense Adam step) at vocab
-             {cfg.vocab:,}, enc0/enc1_max_seq_len {cfg.max_len} (random lengths
-             {cfg.min_len}-{cfg.max_len}), enc_dim {cfg.enc_dim}, mini_batch_size {cfg.batch_size},
-             softmax with 2 classes, the default MLP (2 x 512, linear) and comparator list,
-             {plural(throughput.threads, 'torch thread')}; median of {plural(cfg.repeats, 'repeat')}
-             x {plural(cfg.steps, 'step')} after {plural(cfg.warmup, 'warm-up step')}; seeded
-             synthetic data and model (seed 0). Batch building (`EpochPlan.batch`: numpy gather of
-             both sides, tensors) is timed separately. This part ran {throughput_run.brief()}."""),
-        throughput.table(),
-        bullet(f"""The data pipeline is not a bottleneck while the build share stays small: in this
-               run building a {cfg.batch_size}-pair batch of {cfg.min_len}-{cfg.max_len}-token
-               sequences took at most {worst.build_s * 1e3:.2f} ms, at most
-               {_percent(worst.build_share)} of a step.""") + "\n" + THROUGHPUT_NOTES,
-        fill(f"""Loading a {c['records']:,}-pair channel (`load_channel`, {cfg.load_len} tokens per
-             side, random ids < {cfg.vocab:,}, labels 0/1; one {load.file_mb:,.0f} MB JSON Lines
-             file, written in {load.written_s:.1f} s), measured in a child process; this part ran
-             {load_run.brief()}:"""),
-        load.table(),
-        "\n".join([
-            bullet(f"""The loaded data is {c['arrays_mb']:,.0f} MB (int32 ids, int64 offsets, int64
-                   labels); the peak is {c['peak_rss_mb'] / c['arrays_mb']:.1f}x that because the
-                   builder's growing `array` buffers are copied into numpy arrays at the end."""),
-            bullet(f"""`getrusage(RUSAGE_CHILDREN).ru_maxrss` gave {load.children_ru_maxrss_mb:,.0f}
-                   MB in this run. It is not used as the figure because Linux keeps the parent's
-                   peak in a vfork()ed child's ru_maxrss (an earlier version of the script, with
-                   torch loaded in the parent, reported 363 MB for a 5,000-record load)."""),
-            LOAD_NOTES]),
-    ]) + "\n"
-
-
-def sparse_results(command_line: str, cfg: Config, done: Done) -> str:
-    """The "Sparse embedding updates" section: every run of the sparse sweep."""
-    sparse, run = done["sparse"]
-    threads = sparse.runs[0][sparse.configs()[0]]["threads"]
-    ids = ("scattered over the table by a seeded permutation" if cfg.zipf_ids == "shuffled"
-           else "equal to the ids (id = frequency rank)")
-    support = f", drawn from the first {cfg.zipf_support:,} ranks only" if cfg.zipf_support else ""
-    runs = "; ".join(f"{k + 1}: {c.brief()}" for k, c in enumerate(sparse.conditions))
-    targets = sparse.targets(cfg)
-    return "\n\n".join([
-        SPARSE_HEADING,
-        run_line(command_line, run),
-        fill(f"""The published document-embedding configuration: pooled_embedding,
-             `tied_token_embedding_weight=true`, `comparator_list=hadamard`, max_seq_len
-             {cfg.max_len} on both sides (every sequence {cfg.max_len} tokens), `enc_dim`
-             {cfg.enc_dim}, `mlp_dim` 512, `mlp_layers` 2, `mini_batch_size` {cfg.batch_size}, Adam;
-             token ids Zipf({cfg.zipf_exponent})-distributed over the vocabulary{support}, frequency
-             ranks {ids} (data seed 0, torch seed 0). Each configuration runs in its own child
-             process with `THP_MEM_ALLOC_ENABLE=1` (as `container/train` sets) and
-             {plural(threads, 'torch thread')}; each figure is the median of
-             {plural(cfg.repeats, 'repeat')} x {plural(cfg.sparse_steps, 'step')} after
-             {plural(cfg.sparse_warmup, 'warm-up step')}. The whole sweep ran
-             {plural(len(sparse.runs), 'time')}, one configuration after the other: step ms gives
-             the median over the runs in bold and each run's figure in run order, samples/s follows
-             from the median, peak RSS is the range over the runs. Runs: {runs}. Machine:
-             {cpu()}."""),
-        sparse.table(cfg),
-        f"Targets (2-core CPU):\n\n{targets}" if targets
-        else "Targets (2-core CPU): none applies to these vocabularies.",
-        "Derived from the medians above:\n\n"
-        + "\n".join(bullet(line) for line in sparse.derived(cfg)),
-        SPARSE_NOTES,
-    ]) + "\n"
-
-
-@dataclass(frozen=True)
-class ResultsSection:
-    """A section of RESULTS.md: written when every measurement section it needs ran."""
-
-    heading: str
-    needs: tuple[str, ...]
-    build: Callable[[str, Config, dict], str]
-
-
-RESULTS_SECTIONS = (ResultsSection(TRAINING_HEADING, ("load", "throughput"), training_results),
-                    ResultsSection(SPARSE_HEADING, ("sparse",), sparse_results))
-
-
-def write_results(args: argparse.Namespace, cfg: Config, done: Done) -> None:
-    """Write the RESULTS.md sections whose measurements all ran; say which were left alone (a
-    section measured in part would replace a whole table with half of one)."""
-    for results in RESULTS_SECTIONS:
-        missing = [name for name in results.needs if name not in done]
-        if missing:
-            if len(missing) < len(results.needs):
-                print(f"not written: {results.heading!r} needs --sections "
-                      f"{' '.join(results.needs)} in one run")
-            continue
-        write_section(results.heading,
-                      results.build(command("train_throughput.py", args.argv), cfg, done),
-                      args.results)
-        print(f"written to {args.results}: {results.heading}")
-
-
-# -- main ------------------------------------------------------------------------------------------
+SECTIONS = {"load": load_section, "throughput": throughput_section, "sparse": sparse_section}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -727,7 +477,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sections", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS),
                         help="sections to run (default: all)")
     parser.add_argument("--quick", action="store_true",
-                        help="tiny sizes (smoke test); never writes RESULTS.md")
+                        help="tiny sizes (smoke test); writes no results")
     parser.add_argument("--networks", nargs="+", choices=NETWORKS, help="encoders to time")
     parser.add_argument("--steps", type=int, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, help="repeats (the median is reported)")
@@ -743,7 +493,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="token frequency rank -> id: a random permutation or the identity")
     parser.add_argument("--zipf-support", type=int,
                         help="draw ids from the first N frequency ranks only, at every vocabulary")
-    add_results_arguments(parser)
+    parser.add_argument("--no-results", action="store_true", help="write no results files")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, metavar="DIR",
+                        help="folder of train_throughput.json and sparse.json (benchmarks/results)")
     parser.add_argument("--child-load", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--child-sparse", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -782,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.ERROR)  # keep the pooled_embedding warning out of the report
     cfg = config(args)
     print(f"# train_throughput: {os.cpu_count()} CPUs{', QUICK' if cfg.quick else ''}", flush=True)
-    done: Done = {}
+    done: dict[str, tuple[object, Conditions]] = {}
     for name in sorted(args.sections, key=list(SECTIONS).index):
         if name != "load":  # load measures a child; keep torch out of this process until needed
             import torch
@@ -793,9 +545,29 @@ def main(argv: list[str] | None = None) -> int:
         conditions = Conditions.start()
         figures = SECTIONS[name](cfg)
         done[name] = (figures, conditions.finish())
-        print(f"\n{figures.report(cfg)}\n\n({conditions.seconds:.0f} s)", flush=True)
-    if not args.no_results:
-        write_results(args, cfg, done)
+        if name == "sparse":
+            parts = [figures.table(cfg), figures.targets(cfg)]
+            print("\n\n".join(markdown_table(**t) for t in parts if t["rows"]))
+            print("\n".join(figures.derived(cfg)))
+        else:
+            print("\n\n".join(markdown_table(**t) for t in figures["tables"].values()))
+        print(f"\n({conditions.seconds:.0f} s)", flush=True)
+    if args.no_results:
+        return 0
+    if "load" in done and "throughput" in done:
+        (load, load_run), (throughput, throughput_run) = done["load"], done["throughput"]
+        write_results(args.results / "train_throughput.json", "train_throughput.py", args.argv,
+                      Conditions.spanning(load_run, throughput_run),
+                      {**load["tables"], **throughput["tables"]},
+                      {**load["values"], **throughput["values"], "load_run": load_run.brief(),
+                       "throughput_run": throughput_run.brief()})
+    elif "load" in done or "throughput" in done:
+        print("not written: train_throughput.json needs --sections load throughput in one run")
+    if "sparse" in done:
+        sparse, run = done["sparse"]
+        write_results(args.results / "sparse.json", "train_throughput.py", args.argv, run,
+                      {"sparse": sparse.table(cfg), "targets": sparse.targets(cfg)},
+                      sparse_values(cfg, sparse))
     return 0
 
 

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Sequence
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOT = REPO / ".demo" / "compose"

@@ -22,21 +22,19 @@ for a small CPU: ``enc_dim`` 1024 -> 128 and ``mini_batch_size`` 64 -> 256 (fewe
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import datasets
+from o2vtools.tree import resource_config, write_config
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DIR = HERE / "test_dir"
 DEFAULT_EPOCHS = 8
 QUICK_EPOCHS = 2
 QUICK_USERS = 150  # users 1..150: about 15k ratings, a couple of seconds per epoch
-HOST = "algo-1"
 
 # AWS's notebook values, kept as given where a CPU copes with them; ids are raw, so the vocab sizes
 # come from the whole dataset even when only some users are written.
@@ -78,23 +76,6 @@ def hyperparameters(vocab_sizes: tuple[int, int], epochs: int, quick: bool) -> d
     return {key: str(value) for key, value in sorted(hp.items())}
 
 
-def input_data_config(channels: Sequence[str]) -> dict[str, dict[str, str]]:
-    """``inputdataconfig.json``: JSON Lines channels in File mode."""
-    return {name: {"ContentType": "application/jsonlines", "TrainingInputMode": "File",
-                   "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
-            for name in channels}
-
-
-def resource_config(current_host: str = HOST, hosts: Sequence[str] = (HOST,)) -> dict[str, object]:
-    """``resourceconfig.json`` for ``current_host`` among ``hosts`` (sorted, as SageMaker sends)."""
-    if current_host not in hosts:
-        raise ValueError(f"current_host {current_host!r} is not one of the hosts {list(hosts)}")
-    return {"current_host": current_host, "hosts": sorted(hosts), "network_interface_name": "eth0",
-            "current_instance_type": "local", "current_group_name": "homogeneousCluster",
-            "instance_groups": [{"instance_group_name": "homogeneousCluster",
-                                 "instance_type": "local", "hosts": sorted(hosts)}]}
-
-
 def prepare_dir(directory: Path) -> None:
     """Empty ``directory`` for a fresh tree. Refuses a non-empty folder that is not a SageMaker
     tree, so a mistyped ``--dir`` cannot delete unrelated files."""
@@ -108,34 +89,6 @@ def prepare_dir(directory: Path) -> None:
         for entry in entries:
             shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     directory.mkdir(parents=True, exist_ok=True)
-
-
-def write_json(path: Path, value: object) -> None:
-    """Pretty JSON, parents created."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
-
-
-def write_config(base: Path, hp: dict[str, str], channels: Sequence[str],
-                 resource: dict[str, object]) -> None:
-    """The three ``input/config`` files and the empty output folders."""
-    config = base / "input" / "config"
-    write_json(config / "hyperparameters.json", hp)
-    write_json(config / "inputdataconfig.json", input_data_config(channels))
-    write_json(config / "resourceconfig.json", resource)
-    for folder in ("model", "output/data"):
-        (base / folder).mkdir(parents=True, exist_ok=True)
-
-
-def link_channel_file(base: Path, channel: str, source: Path) -> None:
-    """Put an existing file into ``input/data/<channel>/``: a hard link when the file system allows
-    one (benchmarks reuse one large channel file across many trees), else a copy."""
-    target = base / "input" / "data" / channel / source.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
 
 
 def movielens_channels(max_users: int | None, seed: int = 0) -> dict[str, list[dict]]:

@@ -1,71 +1,31 @@
-"""Write one benchmark's section of ``benchmarks/RESULTS.md``, leaving every other section as it is,
-and the pieces every section quotes: the command, when it ran and under what load, the versions.
+"""What a benchmark writes: its figures as JSON (``benchmarks/results/<name>.json``), with the
+command, when it ran, under what load and on which versions. :mod:`o2vtools.render` turns them into
+``benchmarks/RESULTS.md``; the scripts print the same tables as they measure.
 
-    from results_md import Conditions, command, run_line, write_section  # benchmarks/ on sys.path
     conditions = Conditions.start()
     ...measure...
-    conditions.finish()
-    write_section("## My benchmark (benchmarks/mine.py)",
-                  f"## My benchmark (benchmarks/mine.py)\n\n"
-                  f"{run_line(command('mine.py', argv), conditions)}\n\n...")
+    write_results(args.results, "mine.py", args.argv, conditions.finish(),
+                  tables={"main": table(["a", "b"], rows, "lr")}, values={"best": "0.91"})
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
-import re
 import shlex
 import statistics
 import textwrap
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
 
-import numpy as np
+from o2vtools.process import REPO
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-
-
-def write_section(heading: str, text: str, path: Path = RESULTS) -> None:
-    """Add or replace the section that starts with the line ``heading`` (a ``## `` heading; it runs
-    up to the next ``## `` heading or the end of the file) with ``text``, which starts with that
-    heading. The file is read right before it is written: other scripts edit other sections."""
-    if not text.startswith(heading + "\n"):
-        raise ValueError(f"the section text must start with its heading line {heading!r}")
-    current = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
-    body = text.rstrip("\n") + "\n"
-    if pattern.search(current):
-        updated = pattern.sub(lambda _: body + "\n", current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + body
-    path.write_text(updated.rstrip("\n") + "\n")
-
-
-def versions() -> str:
-    """Python, torch and numpy versions and the CPU count, for a results section."""
-    import torch  # only for its version: benchmarks train and serve in container subprocesses
-
-    return (f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
-            f"{os.cpu_count()} CPU cores ({platform.machine()})")
-
-
-def add_results_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--no-results`` and ``--results PATH``, the same in every script that writes a section."""
-    parser.add_argument("--no-results", action="store_true",
-                        help="do not write the results file (implied by --quick)")
-    parser.add_argument("--results", type=Path, default=RESULTS, metavar="PATH",
-                        help="the markdown file to write the section(s) to (default: "
-                             "benchmarks/RESULTS.md); another path leaves RESULTS.md alone")
-
-
-def command(script: str, argv: Sequence[str]) -> str:
-    """The command line a section quotes, so that a reader can rerun exactly this measurement."""
-    return shlex.join([".venv/bin/python", f"benchmarks/{script}", *argv])
+RESULTS_DIR = REPO / "benchmarks" / "results"
 
 
 @dataclass
@@ -75,39 +35,52 @@ class Conditions:
 
     started: datetime  # UTC
     load_start: tuple[float, float, float]  # os.getloadavg(): 1, 5 and 15 minutes
-    clock_start: float  # time.perf_counter() at the start, for the duration
+    clock_start: float = 0.0  # time.perf_counter() at the start
     ended: datetime | None = None
     load_end: tuple[float, float, float] | None = None
     seconds: float | None = None
 
     @classmethod
-    def start(cls) -> "Conditions":
+    def start(cls) -> Conditions:
         return cls(datetime.now(timezone.utc), os.getloadavg(), time.perf_counter())
 
     def elapsed(self) -> float:
         """Seconds since the start (for progress lines before :meth:`finish`)."""
         return time.perf_counter() - self.clock_start
 
-    def finish(self) -> "Conditions":
+    def finish(self) -> Conditions:
         """Record the end (time and load); returns itself."""
         self.ended, self.load_end = datetime.now(timezone.utc), os.getloadavg()
         self.seconds = self.elapsed()
         return self
 
     @classmethod
-    def spanning(cls, first: "Conditions", last: "Conditions") -> "Conditions":
-        """From the start of ``first`` to the end of ``last`` (measurements that ran one after the
-        other, reported as one)."""
+    def spanning(cls, first: Conditions, last: Conditions) -> Conditions:
+        """From the start of ``first`` to the end of ``last`` (one after the other)."""
         if last.seconds is None:
             raise ValueError("Conditions.finish() was not called")
         return cls(first.started, first.load_start, first.clock_start, last.ended, last.load_end,
                    last.clock_start + last.seconds - first.clock_start)
 
+    def _finished(self) -> None:
+        if self.ended is None or self.load_end is None or self.seconds is None:
+            raise ValueError("Conditions.finish() was not called")
+
+    def to_json(self) -> dict:
+        self._finished()
+        return {"started": self.started.isoformat(), "ended": self.ended.isoformat(),
+                "seconds": round(self.seconds, 1), "load_start": list(self.load_start),
+                "load_end": list(self.load_end)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Conditions:
+        return cls(datetime.fromisoformat(data["started"]), tuple(data["load_start"]), 0.0,
+                   datetime.fromisoformat(data["ended"]), tuple(data["load_end"]), data["seconds"])
+
     def describe(self) -> str:
         """``2026-11-29 14:02-14:09 UTC (6.8 min); load average (1 / 5 / 15 min) 0.21 / 0.30 / 0.35
         at the start, 2.05 / 1.10 / 0.60 at the end``."""
-        if self.ended is None or self.load_end is None or self.seconds is None:
-            raise ValueError("Conditions.finish() was not called")
+        self._finished()
         same_day = self.ended.date() == self.started.date()
         end = f"{self.ended:%H:%M}" if same_day else f"{self.ended:%Y-%m-%d %H:%M}"
         return (f"{self.started:%Y-%m-%d %H:%M}-{end} UTC ({duration(self.seconds)}); "
@@ -115,10 +88,8 @@ class Conditions:
                 f"{_loads(self.load_end)} at the end")
 
     def brief(self) -> str:
-        """``14:02-14:04 UTC (2.1 min), 1-minute load average 1.62 -> 1.80`` (at the start -> at the
-        end): for one of several measurements whose date the section already gives."""
-        if self.ended is None or self.load_end is None or self.seconds is None:
-            raise ValueError("Conditions.finish() was not called")
+        """``14:02-14:04 UTC (2.1 min), 1-minute load average 1.62 -> 1.80``."""
+        self._finished()
         return (f"{self.started:%H:%M}-{self.ended:%H:%M} UTC ({duration(self.seconds)}), 1-minute "
                 f"load average {self.load_start[0]:.2f} -> {self.load_end[0]:.2f}")
 
@@ -137,10 +108,13 @@ def load_average() -> str:
     return _loads(os.getloadavg())
 
 
-def run_line(command_line: str, conditions: Conditions) -> str:
-    """The paragraph under a section's heading: command, date and load, versions."""
-    # The command stays on one line, so that it can be copied as it is.
-    return f"Command: `{command_line}`\n" + fill(f"-- run {conditions.describe()}; {versions()}.")
+def versions() -> str:
+    """Python, torch and numpy versions and the CPU count."""
+    import numpy as np
+    import torch  # only for its version
+
+    return (f"python {platform.python_version()}, torch {torch.__version__}, numpy "
+            f"{np.__version__}, {os.cpu_count()} CPU cores ({platform.machine()})")
 
 
 def cpu() -> str:
@@ -173,14 +147,44 @@ def _cache_size(size: str) -> str:
     return size.replace("K", " KB").replace("M", " MB")
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    """A markdown table; ``align`` has one letter per column, ``l`` or ``r`` (numbers)."""
+def command(script: str, argv: Sequence[str]) -> str:
+    """The command line a section quotes, so that a reader can rerun exactly this measurement."""
+    return shlex.join([".venv/bin/python", f"benchmarks/{script}", *argv])
+
+
+def add_results_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    """``--no-results`` and ``--results PATH``, the same in every script."""
+    parser.add_argument("--no-results", action="store_true",
+                        help="write no results file (implied by --quick)")
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR / f"{name}.json",
+                        metavar="PATH", help=f"the JSON file of the figures (default: "
+                                             f"benchmarks/results/{name}.json)")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> dict:
+    """A table as the JSON holds it; ``align`` has one letter per column, ``l`` or ``r``."""
     if len(align) != len(header) or any(len(row) != len(header) for row in rows):
         raise ValueError("every row and the alignment need one entry per column")
-    lines = ["| " + " | ".join(header) + " |",
+    return {"header": list(header), "align": align, "rows": [list(r) for r in rows]}
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    """A markdown table (numbers right-aligned: ``r``)."""
+    t = table(header, rows, align)
+    lines = ["| " + " | ".join(t["header"]) + " |",
              "| " + " | ".join("---:" if a == "r" else "---" for a in align) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in t["rows"]])
+
+
+def write_results(path: Path, script: str, argv: Sequence[str], conditions: Conditions,
+                  tables: dict[str, dict] | None = None, values: dict | None = None) -> None:
+    """``path`` (JSON): the command, the conditions, the versions, the tables and the values that
+    ``benchmarks/prose/<name>.md`` quotes."""
+    data = {"command": command(script, argv), "conditions": conditions.to_json(),
+            "versions": versions(), "tables": tables or {}, "values": values or {}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    print(f"written to {path}; `make results` (python -m o2vtools.render) rebuilds RESULTS.md")
 
 
 def median_and_runs(values: Sequence[float], fmt: Callable[[float], str]) -> str:
@@ -198,9 +202,7 @@ def value_range(values: Sequence[float], fmt: Callable[[float], str]) -> str:
 
 
 def fill(text: str, first: str = "", rest: str = "") -> str:
-    """One generated paragraph, re-wrapped at 100 columns like the hand-written ones (``first`` and
-    ``rest`` indent its first and following lines: ``fill(text, "- ", "  ")`` is a list item).
-    Never breaks inside a word or at a hyphen: "25-50" stays whole."""
+    """One generated paragraph wrapped at 100 columns, never inside a word or at a hyphen."""
     return textwrap.fill(" ".join(text.split()), width=100, initial_indent=first,
                          subsequent_indent=rest, break_long_words=False, break_on_hyphens=False)
 
