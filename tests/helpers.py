@@ -7,6 +7,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -49,6 +50,32 @@ def subprocess_env(base: Path | None = None, **extra: str) -> dict[str, str]:
         env["SAGEMAKER_BASE_DIR"] = str(base)
     env.update(extra)
     return env
+
+
+TRAIN = REPO / "container" / "train"
+
+
+def train_all(trees: dict[str, Path], root: Path, timeout: float = 240) -> dict[str, tuple[int, str]]:
+    """Run ``container/train`` on every tree at once (cwd ``root/cwd_<name>``, one OpenMP thread
+    each: the jobs share the cores, and tiny ops on spin-waiting thread pools of several processes
+    get slower, not faster); wait for all. Returns ``name -> (exit status, log)``."""
+    procs = {}
+    for name, base in trees.items():
+        cwd = root / f"cwd_{name}"
+        cwd.mkdir(exist_ok=True)
+        with (cwd / "log.txt").open("w") as log:  # a file, not a pipe: no process blocks on output
+            procs[name] = subprocess.Popen([str(TRAIN)], cwd=cwd,
+                                           env=subprocess_env(base, OMP_NUM_THREADS="1"),
+                                           stdout=log, stderr=subprocess.STDOUT)
+    out = {}
+    for name, proc in procs.items():
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        out[name] = (proc.returncode, (root / f"cwd_{name}" / "log.txt").read_text())
+    return out
 
 
 def free_port() -> int:

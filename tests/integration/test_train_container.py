@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import random
 import re
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, decode_png, make_tree, subprocess_env, write_jsonl
+from helpers import decode_png, make_tree, train_all, write_jsonl
 
 from object2vec.artifact import load_artifact
 from object2vec.model.tokens import Tokens
@@ -31,7 +30,6 @@ from object2vec.reporting.plot import SPLIT_COLORS
 
 pytestmark = pytest.mark.slow
 
-TRAIN = REPO / "container" / "train"
 EPOCHS = 3
 
 # object2vec.md section 6.1 (the MetricDefinitions SageMaker uses), verbatim.
@@ -145,26 +143,7 @@ def runs(tmp_path_factory) -> dict[str, Run]:
     """Start container/train for every scenario at once (cwd: a scratch dir), wait for all."""
     root = tmp_path_factory.mktemp("container_train")
     trees = scenario_trees(root)
-    procs = {}
-    for name, base in trees.items():
-        cwd = root / f"cwd_{name}"
-        cwd.mkdir()
-        with (cwd / "log.txt").open("w") as log:  # a file, not a pipe: no process blocks on output
-            # One OpenMP thread each: the scenarios share the cores, and tiny ops on spin-waiting
-            # thread pools of several processes get slower, not faster.
-            procs[name] = subprocess.Popen([str(TRAIN)], cwd=cwd,
-                                           env=subprocess_env(base, OMP_NUM_THREADS="1"),
-                                           stdout=log, stderr=subprocess.STDOUT)
-    out = {}
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        text = (root / f"cwd_{name}" / "log.txt").read_text()
-        out[name] = Run(trees[name], proc.returncode, text)
-    return out
+    return {name: Run(trees[name], *result) for name, result in train_all(trees, root).items()}
 
 
 # -- success ---------------------------------------------------------------------------------------

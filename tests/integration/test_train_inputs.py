@@ -15,16 +15,14 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import REPO, make_tree, subprocess_env
+from helpers import make_tree, train_all
 
 pytestmark = pytest.mark.slow
 
-TRAIN = REPO / "container" / "train"
 VOCAB_SIZE = 6
 TOKENS = ["the", "cat", "sat", "on", "a", "mat"]
 HP = {"enc0_network": "pooled_embedding", "enc0_max_seq_len": 4, "enc0_vocab_size": VOCAB_SIZE,
@@ -134,24 +132,7 @@ def runs(tmp_path_factory) -> dict[str, Run]:
     """Start container/train for every scenario at once (one OpenMP thread each), wait for all."""
     root = tmp_path_factory.mktemp("train_inputs")
     trees = scenario_trees(root)
-    procs = {}
-    for name, base in trees.items():
-        cwd = root / f"cwd_{name}"
-        cwd.mkdir()
-        with (cwd / "log.txt").open("w") as log:  # a file, not a pipe: no process blocks on output
-            procs[name] = subprocess.Popen([str(TRAIN)], cwd=cwd,
-                                           env=subprocess_env(base, OMP_NUM_THREADS="1"),
-                                           stdout=log, stderr=subprocess.STDOUT)
-    out = {}
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        text = (root / f"cwd_{name}" / "log.txt").read_text()
-        out[name] = Run(trees[name], proc.returncode, text)
-    return out
+    return {name: Run(trees[name], *result) for name, result in train_all(trees, root).items()}
 
 
 def test_vocab_with_unk_at_vocab_size_trains_with_one_warning(runs):

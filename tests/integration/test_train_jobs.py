@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, free_port, make_tree, subprocess_env, write_jsonl
+from helpers import REPO, free_port, make_tree, subprocess_env, train_all, write_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -74,23 +74,8 @@ class Job:
 
 
 def run_all(trees: dict[str, Path], root: Path) -> dict[str, Job]:
-    """Start container/train for every tree at once (logs to files), wait for all."""
-    procs = {}
-    for name, base in trees.items():
-        log_file = root / f"{name}.log"
-        with log_file.open("w") as log:  # a file, not a pipe: no process blocks on its output
-            procs[name] = subprocess.Popen([str(TRAIN)], cwd=root,
-                                           env=subprocess_env(base, OMP_NUM_THREADS="1"),
-                                           stdout=log, stderr=subprocess.STDOUT)
-    jobs = {}
-    for name, proc in procs.items():
-        try:
-            proc.wait(timeout=240)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        jobs[name] = Job(trees[name], proc.returncode, (root / f"{name}.log").read_text())
-    return jobs
+    """Start container/train for every tree at once, wait for all."""
+    return {name: Job(trees[name], *result) for name, result in train_all(trees, root).items()}
 
 
 def first_phase_trees(root: Path) -> dict[str, Path]:
