@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from object2vec.data.records import PairData, Side
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -53,6 +55,18 @@ def subprocess_env(base: Path | None = None, **extra: str) -> dict[str, str]:
 
 
 TRAIN = REPO / "container" / "train"
+
+
+def tiny_data(n: int = 64, seed: int = 0) -> PairData:
+    """``n`` random pairs of 1-3 ids below 20 each, binary labels (seeded)."""
+    rng = np.random.default_rng(seed)
+
+    def side() -> Side:
+        lengths = rng.integers(1, 4, n)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        return Side(rng.integers(0, 20, int(offsets[-1])).astype(np.int32), offsets)
+
+    return PairData(side(), side(), rng.integers(0, 2, n).astype(np.int64))
 
 
 def train_all(trees: dict[str, Path], root: Path, timeout: float = 240) -> dict[str, tuple[int, str]]:

@@ -15,10 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_tree
+from helpers import make_tree, tiny_data
 
 from object2vec.config.hyperparameters import parse_hyperparameters
-from object2vec.data.records import PairData, Side
 from object2vec.platform.paths import SageMakerPaths
 from object2vec.training.checkpoint import (
     BLOCK,
@@ -141,17 +140,6 @@ def test_no_digest_without_checkpointing(tmp_path):
 # -- resume ----------------------------------------------------------------------------------------
 
 
-def pairs(n: int = 64, seed: int = 0) -> PairData:
-    rng = np.random.default_rng(seed)
-
-    def side() -> Side:
-        lengths = rng.integers(1, 4, n)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return Side(rng.integers(0, 20, int(offsets[-1])).astype(np.int32), offsets)
-
-    return PairData(side(), side(), rng.integers(0, 2, n).astype(np.int64))
-
-
 def hp(**over):
     raw = {"enc0_max_seq_len": "4", "enc0_vocab_size": "20", "enc0_network": "pooled_embedding",
            "enc_dim": "4", "mlp_dim": "4", "epochs": "2", "learning_rate": "0.05"}
@@ -160,7 +148,7 @@ def hp(**over):
 
 def trainer(directory: Path, digest=DIGEST, **over) -> Trainer:
     torch.manual_seed(0)
-    return Trainer(hp(**over), {"train": pairs()}, QUIET, checkpoint_dir=directory,
+    return Trainer(hp(**over), {"train": tiny_data()}, QUIET, checkpoint_dir=directory,
                    data_digest=digest)
 
 

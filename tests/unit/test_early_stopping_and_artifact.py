@@ -11,10 +11,10 @@ import logging
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_data
 
 from object2vec.artifact import CONFIG_FILE, WEIGHTS_FILE, load_artifact, save_artifact
 from object2vec.config.hyperparameters import parse_hyperparameters
-from object2vec.data.records import PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.model.tokens import Tokens
@@ -71,17 +71,6 @@ def test_early_stopping_state_round_trips():
 
 
 # -- a Trainer run with a scripted validation loss -------------------------------------------------
-
-
-def tiny_data(n: int = 64, seed: int = 0) -> PairData:
-    rng = np.random.default_rng(seed)
-
-    def side() -> Side:
-        lengths = rng.integers(1, 4, n)
-        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        return Side(rng.integers(0, 20, int(offsets[-1])).astype(np.int32), offsets)
-
-    return PairData(side(), side(), rng.integers(0, 2, n).astype(np.int64))
 
 
 def tiny_hp(**extra):
