@@ -22,7 +22,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from helpers import REPO, free_port, subprocess_env
 
@@ -213,60 +212,6 @@ def test_serve_refuses_an_untrained_tree(tmp_path):
     result = run([LOCAL_TEST / "serve_local.sh", "--no-docker", "--dir", tree], check=False,
                  timeout=30)
     assert result.returncode == 2 and "train first" in result.stderr, result.stderr
-
-
-# --------------------------------------------------------------------------------------------------
-# local_test/datasets.py: the loaders behind make_test_dir.py, demo.py and the benchmarks
-
-
-@pytest.fixture(scope="module")
-def datasets_module():
-    """``local_test/datasets.py``, loaded from its file (local_test/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("local_test_datasets", LOCAL_TEST / "datasets.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while being created
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
-
-
-def test_movielens_split_holds_out_ten_ratings_per_user(datasets_module):
-    ds = datasets_module
-    ratings = ds.load_movielens_ratings()
-    assert len(ratings) == 100_000 and ratings.vocab_sizes == (944, 1683)
-    train, validation = ds.split_per_user(ratings, seed=0)
-    assert (len(train), len(validation)) == (90_570, 9_430)  # the sizes of the official ua split
-    assert np.bincount(ratings.users[validation])[1:].tolist() == [10] * 943
-    again, _ = ds.split_per_user(ratings, seed=0)
-    other, _ = ds.split_per_user(ratings, seed=1)
-    assert np.array_equal(train, again) and not np.array_equal(train, other)
-    record = ds.rating_records(ratings.subset(np.array([0])))[0]
-    assert record == {"in0": [196], "in1": [242], "label": 3.0}  # the first line of u.data
-    assert ds.load_movielens_titles()[195] == "Terminator, The (1984)"
-
-
-def test_news_articles_pairs_and_vocabulary(datasets_module):
-    ds = datasets_module
-    assert ds.tokenize("In 2017, Trump's plan -- 3.5% UP!") == [
-        "in", "0000", "trump's", "plan", "0", "0", "up"]
-    assert ds.split_sentences('He left. "Why?" she asked. ok. Then') == [
-        "He left.", '"Why?" she asked. ok.', "Then"]
-    articles = ds.load_news_articles()
-    assert len(articles) == 3_788
-    train, held = ds.split_articles(articles, 0.1, seed=0)
-    assert len(train) + len(held) == len(articles) and len(held) == 379
-    vocab = ds.build_vocabulary(ds.tokenize(a.text) for a in train[:200])
-    assert vocab.token_to_id["<pad>"] == 0 and vocab.unk_id == 1
-    pairs = ds.sentence_document_pairs(held[:20], seed=0)
-    records = ds.document_records(pairs, vocab, max_len0=50, max_len1=500, negatives=5)
-    assert len(records) == 6 * len(pairs)
-    assert [r["label"] for r in records[:6]] == [1, 0, 0, 0, 0, 0]
-    assert all(0 < len(r["in0"]) <= 50 and 0 < len(r["in1"]) <= 500 for r in records)
-    assert all(0 <= t < vocab.size for r in records for t in r["in0"] + r["in1"])
-    with pytest.raises(ValueError):
-        ds.build_vocabulary([["a"]], min_count=0)
 
 
 # --------------------------------------------------------------------------------------------------

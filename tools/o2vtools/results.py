@@ -207,11 +207,6 @@ def fill(text: str, first: str = "", rest: str = "") -> str:
                          subsequent_indent=rest, break_long_words=False, break_on_hyphens=False)
 
 
-def bullet(text: str) -> str:
-    """A generated list item, wrapped."""
-    return fill(text, "- ", "  ")
-
-
 def plural(n: int, word: str) -> str:
     """``1 run``, ``4 runs``."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"
