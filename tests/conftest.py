@@ -13,3 +13,13 @@ def repo():
 @pytest.fixture(autouse=True)
 def _seeded():
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models run fastest on one thread (threads only add
+    waiting on a busy 2-core machine), and timing does not depend on other jobs' load."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,9 +1,13 @@
 """Shared test helpers (importable as `helpers`: pyproject sets pythonpath=tests): a temporary SageMaker
-tree, the environment for real subprocesses, free ports, a strict decoder for the PNGs we write."""
+tree, the environment for real subprocesses, free ports, a strict decoder for the PNGs we write; the
+small data, hyperparameters and models that several unit test modules build; fake run conditions for
+the o2vtools tests."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import os
 import socket
 import struct
@@ -13,8 +17,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from object2vec.config.hyperparameters import parse_hyperparameters
 from object2vec.data.records import PairData, Side
+from object2vec.model.object2vec import ModelConfig, Object2Vec
+from object2vec.training.metrics import MetricLogger
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,3 +129,115 @@ def decode_png(data: bytes) -> np.ndarray:
     rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + 3 * w)
     assert not rows[:, 0].any()  # filter type 0 (None) on every row: no unfiltering needed
     return rows[:, 1:].reshape(h, w, 3)
+
+
+# -- small data and hyperparameters for the unit tests ----------------------------------------------
+
+QUIET = MetricLogger("algo-1", logging.getLogger("test"), enabled=False)
+
+
+def side(seqs: list[list[int]]) -> Side:
+    """One side of a data set holding exactly ``seqs``."""
+    lengths = np.array([len(s) for s in seqs])
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    return Side(np.array([t for s in seqs for t in s], dtype=np.int32), offsets)
+
+
+def pairs(n: int, vocab: int, seed: int = 0, max_len: int = 6, learnable: bool = True) -> PairData:
+    """Pairs whose label says whether the two sides share their first token (learnable)."""
+    rng = np.random.default_rng(seed)
+    a = [list(rng.integers(0, vocab, rng.integers(1, max_len + 1))) for _ in range(n)]
+    labels = rng.integers(0, 2, n)
+    b = [([s[0]] if y else [int((s[0] + 1) % vocab)]) + list(rng.integers(0, vocab, 2))
+         for s, y in zip(a, labels)] if learnable else a
+    return PairData(side(a), side(b), labels.astype(np.int64))
+
+
+def sparse_hp(**over):
+    """A small pooled_embedding classifier for ``pairs`` (negative sampling, row_sparse, tied and
+    pretrained tables)."""
+    base = dict(enc0_max_seq_len="8", enc0_vocab_size="40", enc0_network="pooled_embedding",
+                enc_dim="8", mlp_dim="8", mini_batch_size="16", epochs="2", learning_rate="0.01")
+    base.update({k: str(v) for k, v in over.items()})
+    return parse_hyperparameters(base)
+
+
+def pooling_hp(**over):
+    """A regression model: enc0 = one user id, enc1 = a bag (pooled_embedding, not cloned)."""
+    raw = dict(enc0_network="pooled_embedding", enc0_max_seq_len="1", enc0_vocab_size="10",
+               enc1_network="pooled_embedding", enc1_max_seq_len="8", enc1_vocab_size="10",
+               enc_dim="6", mlp_layers="0", comparator_list="hadamard, concat",
+               output_layer="mean_squared_error", dropout="0")
+    return parse_hyperparameters({**raw, **over})
+
+
+# -- retrieval embeddings (in-batch softmax, IDF token weighting) ------------------------------------
+
+
+def topic_pairs(n: int = 96, topics: int = 24, seed: int = 0) -> PairData:
+    """(query, document) pairs, label 1: both sides draw tokens from the pair's own topic (ids
+    ``4 t .. 4 t + 3``) plus shared noise tokens (ids >= 4 * topics)."""
+    rng = np.random.default_rng(seed)
+    noise = np.arange(4 * topics, 4 * topics + 8)
+    q, d = [], []
+    for k in range(n):
+        own = 4 * (k % topics) + np.arange(4)
+        q.append([int(rng.choice(own)), int(rng.choice(noise))])
+        d.append([int(t) for t in rng.choice(own, 3)] + [int(t) for t in rng.choice(noise, 3)])
+    return PairData(side(q), side(d), np.ones(n, dtype=np.int64))
+
+
+def retrieval_hp(**over):
+    """Tied row_sparse pooled_embedding tables for ``topic_pairs``."""
+    raw = dict(enc0_max_seq_len="8", enc0_vocab_size="104", enc0_network="pooled_embedding",
+               enc_dim="16", mlp_dim="8", mini_batch_size="32", epochs="1", learning_rate="0.05",
+               negative_sampling_rate="1", tied_token_embedding_weight="true",
+               token_embedding_storage_type="row_sparse")
+    raw.update({k: str(v) for k, v in over.items()})
+    return parse_hyperparameters(raw)
+
+
+def trained(hp, data: PairData, seed: int = 0):
+    """A Trainer on ``data`` alone, after ``train()``."""
+    from object2vec.training.trainer import Trainer
+
+    torch.manual_seed(0)
+    trainer = Trainer(hp, {"train": data}, QUIET, seed=seed)
+    trainer.train()
+    return trainer
+
+
+# -- the network: every encoder, every comparator list ------------------------------------------------
+
+MODEL_VOCAB = 12
+ENCODER_NETWORKS = ("pooled_embedding", "hcnn", "bilstm")
+COMPARATOR_NAMES = ("hadamard", "concat", "abs_diff")
+# the 7 non-empty subsets, and some other orders
+COMPARATOR_LISTS = ([c for r in (1, 2, 3) for c in itertools.combinations(COMPARATOR_NAMES, r)]
+                    + [("abs_diff", "concat", "hadamard"), ("concat", "hadamard")])
+
+
+def build_model(network="pooled_embedding", output="softmax", comparators=COMPARATOR_NAMES,
+                **extra) -> Object2Vec:
+    raw = {"enc0_network": network, "enc0_max_seq_len": "6", "enc0_vocab_size": str(MODEL_VOCAB),
+           "enc_dim": "8", "enc0_token_embedding_dim": "8", "enc0_layers": "2", "mlp_dim": "16",
+           "mlp_layers": "1", "mlp_activation": "relu", "output_layer": output,
+           "comparator_list": ",".join(comparators), **{k: str(v) for k, v in extra.items()}}
+    return Object2Vec(ModelConfig.from_hyperparameters(parse_hyperparameters(raw)))
+
+
+# -- o2vtools: fake run conditions ------------------------------------------------------------------
+
+DATE = "2031-01-02 03:04-03:09 UTC"
+
+
+def fake_conditions(minute: int = 4, load: float = 1.25):
+    """A finished measurement of 5 minutes on 2031-01-02 from 03:``minute``."""
+    from datetime import datetime, timezone
+
+    from o2vtools import results
+
+    return results.Conditions(
+        datetime(2031, 1, 2, 3, minute, tzinfo=timezone.utc), (load, 1.5, 1.75), 60.0 * minute,
+        ended=datetime(2031, 1, 2, 3, minute + 5, tzinfo=timezone.utc), load_end=(3.5, 2.25, 2.0),
+        seconds=300.0)

@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import QUIET, pairs, side, sparse_hp
 
 from object2vec.data.auxiliary import load_pretrained_into, read_vocab, resolve_aux_file
+from object2vec.data.records import PairData
 from object2vec.errors import UserError
+from object2vec.training.trainer import Trainer
 
 VOCAB_KEY = "enc0_vocab_file"
 VECTORS_KEY = "enc0_pretrained_embedding_file"
@@ -176,3 +179,79 @@ def test_link_inside_the_auxiliary_channel_is_fine(tmp_path):
     real = write_vocab(aux / "v1" / "vocab.json", VOCAB)
     (aux / "vocab.json").symlink_to(real)
     assert resolve_aux_file(aux, "vocab.json", VOCAB_KEY) == real.resolve()
+
+
+# -- pretrained embeddings in a Trainer -------------------------------------------------------------
+
+
+def write_aux(tmp_path, vectors: dict[str, list[float]], vocab: dict[str, int], gz=False, header=""):
+    aux = tmp_path / "auxiliary"
+    aux.mkdir(exist_ok=True)
+    (aux / "vocab.json").write_text(json.dumps(vocab))
+    text = header + "".join(f"{w} {' '.join(repr(x) for x in v)}\n" for w, v in vectors.items())
+    if gz:
+        with gzip.open(aux / "vectors.txt", "wt") as fh:
+            fh.write(text)
+    else:
+        (aux / "vectors.txt").write_text(text)
+    return aux
+
+
+def pretrained_hp(freeze=True, **over):
+    return sparse_hp(enc0_vocab_file="vocab.json", enc0_pretrained_embedding_file="vectors.txt",
+                     enc0_freeze_pretrained_embedding=freeze, enc0_vocab_size=5, enc_dim=4,
+                     tied_token_embedding_weight=True, **over)
+
+
+@pytest.mark.parametrize("gz,header", [(False, ""), (True, "3 4\n")])
+def test_pretrained_rows_arrive_exactly_and_stay_frozen(tmp_path, gz, header):
+    vectors = {"the": [0.5, -1.0, 2.25, 3.0], "new york": [1.0, 2.0, 3.0, 4.0],
+               "unused": [9.0, 9.0, 9.0, 9.0]}
+    aux = write_aux(tmp_path, vectors, {"the": 0, "new york": 3, "cat": 1}, gz=gz, header=header)
+    seqs = [[0, 1, 2, 3, 4]] * 16
+    data = PairData(side(seqs), side(seqs), np.tile([0, 1], 8).astype(np.int64))
+    for storage in ("dense", "row_sparse"):
+        trainer = Trainer(pretrained_hp(token_embedding_storage_type=storage), {"train": data}, QUIET,
+                          auxiliary_dir=aux)
+        weight = trainer.model.embeddings[0].weight
+        assert weight[0].tolist() == vectors["the"]
+        assert weight[3].tolist() == vectors["new york"]
+        before = weight.detach().clone()
+        trainer.train()
+        assert torch.equal(weight.detach(), before), storage
+
+
+def test_pretrained_not_frozen_is_trained(tmp_path):
+    aux = write_aux(tmp_path, {"the": [0.5, -1.0, 2.25, 3.0]}, {"the": 0})
+    data = PairData(side([[0, 1]] * 16), side([[0, 2]] * 16), np.tile([0, 1], 8).astype(np.int64))
+    trainer = Trainer(pretrained_hp(freeze=False), {"train": data}, QUIET, auxiliary_dir=aux)
+    trainer.train()
+    assert trainer.model.embeddings[0].weight[0].tolist() != [0.5, -1.0, 2.25, 3.0]
+
+
+@pytest.mark.parametrize("content,message", [
+    ("the 1.0 2.0\n", r"line 1: vectors have 2 values but the token embedding dim is 4"),
+    ("the 1 2 3 4\ncat 1 2\n", r"line 2: expected a token and 4 numbers, got 3 fields"),
+    ("the 1 2 x 4\n", r"line 1: the 4 values after token 'the' are not all numbers"),
+])
+def test_pretrained_file_errors(tmp_path, content, message):
+    aux = write_aux(tmp_path, {}, {"the": 0, "cat": 1})
+    (aux / "vectors.txt").write_text(content)
+    with pytest.raises(UserError, match=message):
+        Trainer(pretrained_hp(), {"train": pairs(8, 5)}, QUIET, auxiliary_dir=aux)
+
+
+def test_pretrained_missing_file_and_channel(tmp_path):
+    aux = write_aux(tmp_path, {}, {"the": 0})
+    (aux / "vectors.txt").unlink()
+    with pytest.raises(UserError, match="enc0_pretrained_embedding_file='vectors.txt': file not found"):
+        Trainer(pretrained_hp(), {"train": pairs(8, 5)}, QUIET, auxiliary_dir=aux)
+    with pytest.raises(UserError, match="needs the 'auxiliary' channel"):
+        Trainer(pretrained_hp(), {"train": pairs(8, 5)}, QUIET, auxiliary_dir=None)
+
+
+def test_vocab_ids_out_of_range(tmp_path):
+    # ids >= vocab_size are dropped with a warning (issue 12, case 3); negative ids stay errors
+    aux = write_aux(tmp_path, {"the": [1.0] * 4}, {"the": -1})
+    with pytest.raises(UserError, match="token 'the' has id -1"):
+        Trainer(pretrained_hp(), {"train": pairs(8, 5)}, QUIET, auxiliary_dir=aux)

@@ -8,6 +8,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from helpers import pairs
 
 from object2vec.data.batching import EpochSampler, gather_tokens, make_batch, sequential_plan
 from object2vec.data.records import PairData, Side
@@ -210,3 +211,33 @@ def test_bucketing_cuts_padding_and_shuffles_batch_order():
     other = [int(lens.min()) for lens in batch_lengths(
         EpochSampler(data, batch_size=32, bucket_width=4, seed=0).plan(1), data)]
     assert other != firsts
+
+
+# -- negative sampling over the whole data set ---------------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [0, 1, 3, 5])
+def test_negative_sampling_rate(rate):
+    """Each record appears once with its own label, plus `rate` negatives pairing its in0 with the in1 of
+    a record drawn from the whole set, labelled 0."""
+    data = pairs(200, 40)
+    plan = EpochSampler(data, 32, negative_sampling_rate=rate, seed=1).plan(0)
+    assert plan.num_samples == 200 * (1 + rate)
+    given = plan.idx0 == plan.idx1
+    generated = ~given
+    # the given records: every record exactly once, with its label
+    assert sorted(plan.idx0[given].tolist()) == list(range(200)) or rate > 0
+    np.testing.assert_array_equal(np.bincount(plan.idx0, minlength=200), np.full(200, 1 + rate))
+    assert (plan.labels[generated] == 0).all()
+    if rate:
+        # partners come from the whole set, not only the batch: they span the index range
+        assert plan.idx1[generated].min() < 20 and plan.idx1[generated].max() > 180
+
+
+def test_negative_sampling_is_seeded_and_reshuffled_per_epoch():
+    data = pairs(100, 40)
+    a = EpochSampler(data, 16, 3, seed=5).plan(0)
+    b = EpochSampler(data, 16, 3, seed=5).plan(0)
+    c = EpochSampler(data, 16, 3, seed=5).plan(1)
+    np.testing.assert_array_equal(a.idx1, b.idx1)
+    assert not np.array_equal(a.idx1, c.idx1)

@@ -1,10 +1,12 @@
 """Checkpoints resume only the job that wrote them.
 
-* The data digest: what a change of content, size or name does to it, that it reads only sampled
-  blocks of a large file (and so what it cannot see), and how the hosts' digests combine.
+* The data digest of a channel: what a change of content, size or name does to it, that it reads
+  only sampled blocks of a large file (and so what it cannot see), and how the hosts' digests
+  combine.
 * ``Trainer.resume``: the same fingerprint resumes; other data, other hyperparameters, a file that
   is not a usable checkpoint (truncated, not a checkpoint, keys missing, an old format, weights of
-  another shape) each log one WARNING and leave a fresh model.
+  another shape) each log one WARNING and leave a fresh model; a checkpoint written before a
+  hyperparameter existed resumes while that key has its default.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_tree, tiny_data
+from helpers import QUIET, retrieval_hp, tiny_data, topic_pairs
 
 from object2vec.config.hyperparameters import parse_hyperparameters
-from object2vec.platform.paths import SageMakerPaths
 from object2vec.training.checkpoint import (
     BLOCK,
     CHECKPOINT_FILE,
@@ -29,22 +30,11 @@ from object2vec.training.checkpoint import (
     sample_offsets,
     save_checkpoint,
 )
-from object2vec.training.distributed import DistEnv
-from object2vec.training.main import data_digest
-from object2vec.training.metrics import MetricLogger
 from object2vec.training.trainer import Trainer
 
-QUIET = MetricLogger("algo-1", logging.getLogger("test"), enabled=False)
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 DIGEST = {"train": ["a" * 64], "validation": ["b" * 64]}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 # -- the data digest -------------------------------------------------------------------------------
 
@@ -105,36 +95,6 @@ def test_hosts_digests_combine_in_host_order_and_collapse_when_equal():
     assert combine_digests(gathered) == {"train": ["t0", "t1"], "validation": ["v"]}
     assert combine_digests([{"train": "t"}]) == {"train": ["t"]}
     assert combine_digests([{"train": "t"}, {"train": "t"}]) == {"train": ["t"]}
-
-
-class TwoHosts(DistEnv):
-    """Rank 0 of a two-host job whose other host reports ``other`` (no process group)."""
-
-    other: dict | None = None
-
-    def any(self, flag: bool) -> bool:
-        return flag
-
-    def all_gather_object(self, obj):
-        return [obj, self.other]
-
-
-def test_every_host_s_digest_is_part_of_the_job_s(tmp_path):
-    base = make_tree(tmp_path / "job", {}, {"train": [{"in0": [1], "in1": [1], "label": 0}]})
-    paths = SageMakerPaths(base)
-    (base / "checkpoints").mkdir()
-    alone = data_digest(paths, ["train"], DistEnv())
-    assert alone == {"train": [channel_digest(base / "input" / "data" / "train")]}
-    dist = TwoHosts(rank=0, local_rank=0, world_size=2, local_world_size=1)
-    object.__setattr__(dist, "other", {"train": "another shard"})
-    assert data_digest(paths, ["train"], dist) == {"train": alone["train"] + ["another shard"]}
-    object.__setattr__(dist, "other", {"train": alone["train"][0]})
-    assert data_digest(paths, ["train"], dist) == alone
-
-
-def test_no_digest_without_checkpointing(tmp_path):
-    base = make_tree(tmp_path / "job", {}, {"train": [{"in0": [1], "in1": [1], "label": 0}]})
-    assert data_digest(SageMakerPaths(base), ["train"], DistEnv()) is None
 
 
 # -- resume ----------------------------------------------------------------------------------------
@@ -277,3 +237,24 @@ def test_the_fresh_run_overwrites_the_other_job_s_checkpoint(finished):
     t.train()
     assert load_checkpoint(finished)["fingerprint"]["hyperparameters"]["learning_rate"] == 0.02
     assert trainer(finished, learning_rate="0.02").resume()
+
+
+def test_resume_accepts_a_checkpoint_written_before_the_keys_existed(tmp_path, caplog):
+    """A checkpoint whose hyperparameters lack the new keys (written by an older container) resumes:
+    a missing key means its default. Another value is another job's checkpoint: a warning naming
+    the key, and training starts from scratch."""
+    data = topic_pairs()
+    hp = retrieval_hp(epochs="2")
+    first = Trainer(hp, {"train": data}, QUIET, checkpoint_dir=tmp_path)
+    first.train()
+    state = load_checkpoint(tmp_path)
+    for key in ("in_batch_softmax_weight", "in_batch_softmax_temperature"):
+        del state["fingerprint"]["hyperparameters"][key]
+    save_checkpoint(tmp_path, state)
+    assert Trainer(hp, {"train": data}, QUIET, checkpoint_dir=tmp_path).resume()
+    changed = Trainer(retrieval_hp(epochs="2", in_batch_softmax_weight="1"), {"train": data}, QUIET,
+                      checkpoint_dir=tmp_path)
+    caplog.clear()
+    assert not changed.resume()
+    assert changed.start_epoch == 0
+    assert "in_batch_softmax_weight" in caplog.text and "from scratch" in caplog.text

@@ -601,3 +601,70 @@ def test_the_model_imports_nothing_from_the_parser():
     for path in Path(object2vec.model.__file__).parent.glob("*.py"):
         assert not re.search(r"^\s*(from|import) object2vec\.config", path.read_text(),
                              re.MULTILINE), path
+
+
+# -- moved from test_sparse_features.py, test_pooling_extensions.py, test_retrieval_extensions.py ---
+
+from helpers import pooling_hp, retrieval_hp, sparse_hp  # noqa: E402
+
+
+def test_row_sparse_rejects_other_optimizers():
+    with pytest.raises(UserError, match="optimizer='rmsprop'.*row_sparse"):
+        sparse_hp(token_embedding_storage_type="row_sparse", optimizer="rmsprop")
+
+
+def test_tied_tables_need_equal_vocab_and_dim():
+    with pytest.raises(UserError, match="tied_token_embedding_weight.*enc0 40x8 vs enc1 50x8"):
+        sparse_hp(tied_token_embedding_weight=True, enc1_network="pooled_embedding",
+                  enc1_vocab_size=50, enc1_max_seq_len=8)
+
+
+def test_pretrained_file_names_are_restricted():
+    with pytest.raises(UserError, match="enc0_pretrained_embedding_file='../x'"):
+        sparse_hp(enc0_pretrained_embedding_file="../x")
+
+
+def test_settings_that_would_be_ignored_are_errors_naming_every_key():
+    with pytest.raises(UserError) as info:
+        pooling_hp(enc0_network="hcnn", enc0_pooling="sum", enc1_network="enc0",
+                   enc1_activation="sigmoid")
+    message = str(info.value)
+    assert "2 problems" in message
+    assert "enc0_pooling=sum: only a pooled_embedding encoder pools token embeddings, " \
+           "enc0_network is hcnn" in message
+    assert "enc1_activation=sigmoid: enc1_network=enc0 clones enc0's settings; set " \
+           "enc0_activation instead" in message
+
+
+def test_cloned_enc1_takes_enc0s_settings():
+    hp = pooling_hp(enc1_network="enc0", enc0_max_seq_len="8", enc0_pooling="sum",
+                    enc0_activation="tanh")
+    assert (hp.enc1.pooling, hp.enc1.activation) == ("sum", "tanh")
+
+
+def test_unknown_values_list_the_choices():
+    with pytest.raises(UserError, match=r"enc1_pooling='max': must be one of mean, sum"):
+        pooling_hp(enc1_pooling="max")
+    with pytest.raises(UserError,
+                       match=r"enc0_activation='softmax': must be one of linear, sigmoid, tanh, relu"):
+        pooling_hp(enc0_activation="softmax")
+
+
+def test_defaults_are_off():
+    hp = retrieval_hp()
+    assert hp.in_batch_softmax_weight == 0.0 and hp.in_batch_softmax_temperature == 0.05
+
+
+@pytest.mark.parametrize("extra", [{"output_layer": "mean_squared_error"}, {"num_classes": "3"}])
+def test_needs_binary_softmax(extra):
+    with pytest.raises(UserError, match="in_batch_softmax_weight=0.5: needs output_layer=softmax"):
+        retrieval_hp(in_batch_softmax_weight="0.5", **extra)
+    retrieval_hp(in_batch_softmax_weight="0", **extra)  # off: anything goes
+
+
+def test_idf_needs_a_pooled_embedding_encoder():
+    with pytest.raises(UserError, match="token_weighting=idf: weights the mean of a pooled_embedding"):
+        retrieval_hp(token_weighting="idf", enc0_network="hcnn")
+    retrieval_hp(token_weighting="idf", enc0_network="hcnn", enc1_network="pooled_embedding",
+                 enc1_vocab_size="104", enc1_max_seq_len="8", tied_token_embedding_weight="false",
+                 enc0_token_embedding_dim="16")

@@ -4,10 +4,9 @@ committed prose and figures render."""
 import json
 
 import pytest
-from helpers import REPO
+from helpers import DATE, REPO, fake_conditions
 from o2vtools import render
 from o2vtools.results import Conditions, table
-from test_o2vtools_results import DATE, fake_conditions
 
 
 def results_file(**values) -> dict:

@@ -1,21 +1,12 @@
 """tools/o2vtools/results.py: run conditions, table helpers and the figures' JSON file."""
 
 import json
-from datetime import datetime, timezone
 
 import pytest
+from helpers import DATE, fake_conditions
 from o2vtools import results
 
-DATE = "2031-01-02 03:04-03:09 UTC"
 LOAD_START, LOAD_END = "1.25 / 1.50 / 1.75", "3.50 / 2.25 / 2.00"
-
-
-def fake_conditions(minute: int = 4, load: float = 1.25) -> results.Conditions:
-    """A finished measurement of 5 minutes on 2031-01-02 from 03:``minute``."""
-    return results.Conditions(
-        datetime(2031, 1, 2, 3, minute, tzinfo=timezone.utc), (load, 1.5, 1.75), 60.0 * minute,
-        ended=datetime(2031, 1, 2, 3, minute + 5, tzinfo=timezone.utc), load_end=(3.5, 2.25, 2.0),
-        seconds=300.0)
 
 
 def test_conditions_describe_start_and_end_and_refuse_an_unfinished_run():
