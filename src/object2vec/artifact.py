@@ -5,6 +5,8 @@ Layout (SageMaker tars the directory into ``model.tar.gz``)::
     model/object2vec.pt     {"format", "format_version", "hyperparameters", "metadata", "state_dict"}
                             read back with torch.load(weights_only=True): plain types and tensors only
     model/object2vec.json   the same minus the weights, for people and tools
+    model/tokenizer-in0.json  a text side's tokenizer (Hugging Face tokenizer.json; format version 2,
+                            listed under "tokenizers"; a shared tokenizer is one file named twice)
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from object2vec import __version__
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
 from object2vec.errors import UserError
 from object2vec.model.object2vec import ModelConfig, Object2Vec
+from object2vec.text import TextEncoder, read_text_encoder
 
 FORMAT = "object2vec"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: text sides' tokenizers; a model of ids is still written as version 1
+IDS_FORMAT_VERSION = 1
+SIDES = ("in0", "in1")
 WEIGHTS_FILE = "object2vec.pt"
 CONFIG_FILE = "object2vec.json"
 
@@ -35,19 +40,41 @@ class LoadedModel:
     model: Object2Vec
     hyperparameters: Hyperparameters
     metadata: dict[str, Any] = field(default_factory=dict)
+    text: tuple[TextEncoder | None, TextEncoder | None] = (None, None)  # per side; None: ids
 
 
-def _describe(hp: Hyperparameters, metadata: dict[str, Any]) -> dict[str, Any]:
+def _describe(hp: Hyperparameters, metadata: dict[str, Any], tokenizers: dict[str, str | None]
+              ) -> dict[str, Any]:
     params = {k: v for k, v in hp.to_dict().items() if v is not None}
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "object2vec_version": __version__,
+    desc = {"format": FORMAT, "format_version": IDS_FORMAT_VERSION, "object2vec_version": __version__,
             "hyperparameters": params, "metadata": metadata}
+    if any(tokenizers.values()):
+        desc.update(format_version=FORMAT_VERSION, tokenizers=tokenizers)
+    return desc
+
+
+def _save_tokenizers(model_dir: Path, text: tuple[TextEncoder | None, TextEncoder | None]
+                     ) -> dict[str, str | None]:
+    """Write each text side's tokenizer (a shared one once); side -> file name (None: ids)."""
+    names: dict[str, str | None] = {}
+    for side, encoder in zip(SIDES, text):
+        if encoder is not None and side == SIDES[1] and encoder is text[0]:
+            names[side] = names[SIDES[0]]
+        elif encoder is not None:
+            names[side] = f"tokenizer-{side}.json"
+            (model_dir / names[side]).write_text(encoder.to_json(), encoding="utf-8")
+        else:
+            names[side] = None
+    return names
 
 
 def save_artifact(model_dir: Path, model: Object2Vec, hp: Hyperparameters,
-                  metadata: dict[str, Any] | None = None) -> Path:
-    """Write the artifact atomically (temp file + rename) and return the weights file path."""
+                  metadata: dict[str, Any] | None = None,
+                  text: tuple[TextEncoder | None, TextEncoder | None] = (None, None)) -> Path:
+    """Write the artifact (the weights file atomically: temp file + rename) and return the weights
+    file path. ``text``: each text side's tokenizer, written beside the weights."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    desc = _describe(hp, dict(metadata or {}))
+    desc = _describe(hp, dict(metadata or {}), _save_tokenizers(model_dir, text))
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = model_dir / WEIGHTS_FILE
     tmp = path.with_suffix(".tmp")
@@ -86,4 +113,27 @@ def load_artifact(model_dir: Path, device: torch.device | str = "cpu") -> Loaded
     except RuntimeError as exc:  # missing, unexpected or mis-shaped weights (torch lists them all)
         raise UserError(f"{path} does not match its own hyperparameters: {exc}") from exc
     model.eval()
-    return LoadedModel(model, hp, blob.get("metadata", {}))
+    return LoadedModel(model, hp, blob.get("metadata", {}), _load_tokenizers(path.parent, blob, model))
+
+
+def _load_tokenizers(model_dir: Path, blob: dict, model: Object2Vec
+                     ) -> tuple[TextEncoder | None, TextEncoder | None]:
+    """The text sides' tokenizers the artifact lists, each checked against its table's rows."""
+    names = blob.get("tokenizers") or {}
+    if not isinstance(names, dict):
+        raise UserError(f"{model_dir / WEIGHTS_FILE}: 'tokenizers' must map in0/in1 to file names")
+    out: list[TextEncoder | None] = [None, None]
+    for index, side in enumerate(SIDES):
+        name = names.get(side)
+        if not name:
+            continue
+        if index == 1 and name == names.get(SIDES[0]):
+            out[1] = out[0]
+            continue
+        encoder = read_text_encoder(model_dir / Path(str(name)).name, f"model tokenizer {name}")
+        rows = model.config.encoder(index).vocab_size
+        if encoder.vocab_size > rows:
+            raise UserError(f"model tokenizer {name} has {encoder.vocab_size} tokens but enc{index}'s "
+                            f"vocabulary has {rows} rows: the tokenizer is not this model's")
+        out[index] = encoder
+    return out[0], out[1]

@@ -3,12 +3,16 @@ hyperparameter reference names every hyperparameter the parser knows."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import random
 import re
+import signal
 import subprocess
 
 import pytest
-from helpers import REPO, make_tree, subprocess_env
+from helpers import REPO, free_port, make_tree, subprocess_env
 
 from object2vec.config.hyperparameters import SPECS
 
@@ -64,3 +68,38 @@ def test_readme_documents_every_hyperparameter():
     table = README[README.index("## Hyperparameters"):README.index("## Differences")]
     missing = [key for key in SPECS if f"`{key}`" not in table]
     assert not missing
+
+
+def readme_blocks(section: str) -> dict[str, str]:
+    """The fenced blocks of a README section, by language."""
+    text = README[README.index(f"## {section}\n"):]
+    text = text[: text.index("\n## ", 1)]
+    return {lang: body for lang, body in re.findall(r"```(\w+)\n(.*?)```", text, re.DOTALL)}
+
+
+def test_the_text_in_example_runs_as_written(tmp_path):
+    """README "Text in": the hand-written sentence pairs train through container/train, serve, and
+    the curl line gets an embedding -- the lines of the README, with only the tree and port moved."""
+    blocks = readme_blocks("Text in")
+    (tmp_path / "train.jsonl").write_text(blocks["jsonl"])
+    (tmp_path / "hyperparameters.json").write_text(blocks["json"])
+    port = str(free_port())
+    script = (blocks["bash"].replace("/tmp/opt_ml", str(tmp_path / "opt_ml"))
+              .replace("localhost:8080", f"localhost:{port}")
+              .replace("container/", f"{REPO}/container/"))
+    log = tmp_path / "out.log"  # a file, not a pipe: the backgrounded server keeps a pipe open
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(["bash", "-ec", script], cwd=tmp_path, stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True,
+                                env=subprocess_env(SAGEMAKER_BIND_TO_PORT=port))
+    try:
+        proc.wait(timeout=240)
+        out = log.read_text()
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # the backgrounded server
+    assert proc.returncode == 0, out[-3000:]
+    answer = json.loads(out.strip().splitlines()[-1])
+    embedding = answer["predictions"][0]["embeddings"]
+    assert len(embedding) == 16 and all(isinstance(x, float) for x in embedding)
+    assert (tmp_path / "opt_ml" / "model" / "tokenizer-in0.json").is_file()

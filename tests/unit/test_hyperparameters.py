@@ -71,7 +71,10 @@ DOCUMENTED: dict[str, tuple] = {
     "token_weighting": ("choice", "none", ("none", "idf")),
     **{f"enc{side}_{key}": spec for side in (0, 1) for key, spec in (
         ("pooling", ("choice", "mean", ("mean", "sum"))),
-        ("activation", ("choice", "linear", ("linear", "sigmoid", "tanh", "relu"))))},
+        ("activation", ("choice", "linear", ("linear", "sigmoid", "tanh", "relu"))),
+        ("tokenizer", ("choice", "wordpiece", ("wordpiece", "bpe", "unigram", "wordlevel"))),
+        ("lowercase", ("bool", True, ("True", "False"))),
+        ("tokenizer_file", ("filename", "", FILENAME)))},
 }
 
 

@@ -323,3 +323,94 @@ def test_arrays_are_compact(tmp_path):
             assert sequences(side) == [r[key] for r in records]
         assert data.labels.dtype == label_dtype
         assert data.labels.tolist() == [r["label"] for r in records]
+
+
+# -- text sides (object2vec.text tokenizes them; the job decides each side's kind) --------------------
+
+
+@pytest.fixture(scope="module")
+def words():
+    from object2vec.text import train_text_encoder
+
+    return train_text_encoder(iter(["the cat sat on the mat", "stocks fell"]), "wordlevel", 50, True)
+
+
+def text_rules(encoder, sides=(True, True), max_len=5):
+    return RecordRules((50, 50), (max_len, max_len), False, 2,
+                       tuple(encoder if s else None for s in sides), "train/first.jsonl, line 1")
+
+
+def test_text_sides_load_as_token_ids_cut_after_tokenizing(tmp_path, words):
+    vocab = words.vocab()
+    write_lines(tmp_path / "c" / "a.jsonl", [
+        '{"in0": "The cat sat on the mat", "in1": [1, 2], "label": 1}',
+        '{"in0": "cat", "in1": [3, 4], "label": 0}'])
+    data = load_channel(tmp_path / "c", text_rules(words, (True, False)))
+    assert sequences(data.in0) == [[vocab[w] for w in "the cat sat on the".split()], [vocab["cat"]]]
+    assert data.in0.ids.dtype == np.int32
+    with pytest.raises(UserError, match="in1"):  # in1 is ids here: a string is the other kind
+        load_channel(tmp_path / "c", text_rules(words, (True, True)))
+
+
+def test_text_loading_agrees_with_the_tokenizer_over_many_chunks(tmp_path, words):
+    texts = [" ".join(["cat", "mat", "stocks", "unknownword", "the"][: 1 + i % 5]) for i in range(300)]
+    lines = [json.dumps({"in0": t, "in1": t[::-1] or "x", "label": i % 2}) for i, t in enumerate(texts)]
+    write_lines(tmp_path / "c" / "a.jsonl", lines)
+    import object2vec.data.records as records
+
+    original = records.CHUNK_LINES
+    records.CHUNK_LINES = 7  # many chunks, the last one short
+    try:
+        data = load_channel(tmp_path / "c", text_rules(words))
+    finally:
+        records.CHUNK_LINES = original
+    expect = [e.ids[:5] for e in words.tokenizer.encode_batch(texts, add_special_tokens=False)]
+    assert sequences(data.in0) == expect
+
+
+@pytest.mark.parametrize("line, sides, words_in_message", [
+    ('{"in0": [1, 2], "in1": "b", "label": 1}', (True, True),
+     ["line 3", "'in0' holds [1, 2], but this job's in0 is text (as in train/first.jsonl, line 1)",
+      "text or ids for the whole job"]),
+    ('{"in0": "cat", "in1": "stocks", "label": 1}', (False, True),
+     ["line 3", "'in0' must be a non-empty list", "this job's in0 is token ids (as in "
+      "train/first.jsonl, line 1)"]),
+    ('{"in0": "", "in1": "cat", "label": 1}', (True, True), ["line 3", "'in0' is empty text"]),
+    ('{"in0": "cat", "in1": "   ", "label": 1}', (True, True), ["line 3", "'in1' is empty text"]),
+    ('{"in0": "cat", "in1": "\\ud800", "label": 1}', (True, True),
+     ["line 3", "'in1' holds a lone surrogate"]),
+    ('{"in0": null, "in1": "cat", "label": 1}', (True, True), ["line 3", "'in0' holds null"]),
+])
+def test_mixed_and_empty_text_name_file_and_line(tmp_path, words, line, sides, words_in_message):
+    first = ('{"in0": "cat", "in1": "mat", "label": 0}' if sides[0]
+             else '{"in0": [1], "in1": "mat", "label": 0}')
+    write_lines(tmp_path / "c" / "a.jsonl", [first, first, line])
+    msg = load_error(tmp_path / "c", text_rules(words, sides))
+    for word in words_in_message:
+        assert word in msg, msg
+
+
+def test_unknown_characters_are_unk_tokens_not_errors(tmp_path, words):
+    write_lines(tmp_path / "c" / "a.jsonl", ['{"in0": "\\u2603\\u2603", "in1": "cat", "label": 0}'])
+    data = load_channel(tmp_path / "c", text_rules(words))
+    assert sequences(data.in0) == [[0]]
+
+
+def test_text_loads_the_same_in_worker_processes_and_names_a_bad_line(tmp_path, words, monkeypatch):
+    import object2vec.data.records as records
+
+    monkeypatch.setattr(records, "CHUNK_LINES", 50)
+    monkeypatch.setattr(records, "PARALLEL_MIN_BYTES", 0)
+    lines = [json.dumps({"in0": " ".join(["cat", "the", "mat", "stocks"][: 1 + i % 4]), "in1": "fell",
+                         "label": i % 2}) for i in range(400)]
+    write_lines(tmp_path / "c" / "a.jsonl", lines[:230])
+    write_lines(tmp_path / "c" / "b.jsonl", lines[230:])
+    alone = load_channel(tmp_path / "c", text_rules(words))
+    parallel = load_channel(tmp_path / "c", text_rules(words), workers=2)
+    for a, b in ((alone.in0, parallel.in0), (alone.in1, parallel.in1)):
+        assert np.array_equal(a.ids, b.ids) and np.array_equal(a.offsets, b.offsets)
+    assert np.array_equal(alone.labels, parallel.labels)
+    lines[300] = '{"in0": "", "in1": "fell", "label": 0}'
+    write_lines(tmp_path / "c" / "b.jsonl", lines[230:])
+    with pytest.raises(UserError, match=r"b.jsonl, line 71: 'in0' is empty text"):
+        load_channel(tmp_path / "c", text_rules(words), workers=2)

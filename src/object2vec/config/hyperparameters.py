@@ -69,6 +69,7 @@ def _lazy_updates() -> Registry:
 
 
 ENCODER_SETTINGS: dict[str, Setting] = declared(EncoderConfig)  # field -> setting of encN_<field>
+TOKENIZER_SETTINGS = ("tokenizer", "lowercase", "tokenizer_file")  # how a text side becomes ids
 _TYPES = {"int": "int", "float": "float", "bool": "bool", "choice": "str", "layers": "int | None",
           "comparators": "tuple[str, ...]", "filename": "str"}  # field annotations, by kind
 
@@ -419,4 +420,9 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
                 "tied_token_embedding_weight=True: both encoders must share vocabulary size and token "
                 f"embedding dim, got enc0 {a.vocab_size}x{a.token_embedding_dim} vs enc1 "
                 f"{b.vocab_size}x{b.token_embedding_dim}")
+        for name in TOKENIZER_SETTINGS:  # one table, one tokenizer: enc0's, for text inputs
+            mine, theirs = v[f"enc1_{name}"], v[f"enc0_{name}"]
+            if mine != ENCODER_SETTINGS[name].default and mine != theirs:
+                problems.append(f"enc1_{name}={mine!r}: with tied_token_embedding_weight=True both "
+                                f"text sides use enc0's tokenizer; set enc0_{name} instead")
     return problems

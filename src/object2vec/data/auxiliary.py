@@ -180,15 +180,19 @@ def _vector(values: list[str], token: str, number: int, path: Path, key: str) ->
     return vec
 
 
-def apply_pretrained(tables: list, configs: list[EncoderConfig], aux_dir: Path | None) -> None:
+def apply_pretrained(tables: list, configs: list[EncoderConfig], aux_dir: Path | None,
+                     vocabs: list[dict[str, int] | None] | None = None) -> None:
     """Load each table's pretrained vectors (and freeze it) as its encoder config asks.
 
     Args:
         tables: the model's ``TokenEmbedding`` tables.
         configs: the encoder config that owns each table (enc0's for a tied table).
         aux_dir: the auxiliary channel directory, or None if the job has none.
+        vocabs: per table, the token -> id map of its text side's tokenizer (None: a side of ids,
+            whose map is ``encN_vocab_file``).
     """
-    for index, (table, cfg) in enumerate(zip(tables, configs)):
+    vocabs = vocabs or [None] * len(tables)
+    for index, (table, cfg, tokens) in enumerate(zip(tables, configs, vocabs)):
         if not cfg.pretrained_embedding_file:
             if cfg.vocab_file:
                 log.warning("enc%d_vocab_file is set but no pretrained embedding file: ignored", index)
@@ -197,11 +201,14 @@ def apply_pretrained(tables: list, configs: list[EncoderConfig], aux_dir: Path |
         if aux_dir is None or not aux_dir.is_dir():
             raise UserError(f"{side}_pretrained_embedding_file={cfg.pretrained_embedding_file!r} needs "
                             f"the 'auxiliary' channel, which this job does not have")
-        if not cfg.vocab_file:
+        if tokens is not None:
+            vocab = tokens
+        elif not cfg.vocab_file:
             raise UserError(f"{side}_pretrained_embedding_file needs {side}_vocab_file to map its "
                             f"tokens to ids")
-        vocab = read_vocab(resolve_aux_file(aux_dir, cfg.vocab_file, f"{side}_vocab_file"),
-                           cfg.vocab_size, f"{side}_vocab_file")
+        else:
+            vocab = read_vocab(resolve_aux_file(aux_dir, cfg.vocab_file, f"{side}_vocab_file"),
+                               cfg.vocab_size, f"{side}_vocab_file")
         path = resolve_aux_file(aux_dir, cfg.pretrained_embedding_file,
                                 f"{side}_pretrained_embedding_file")
         with torch.no_grad():

@@ -1,6 +1,8 @@
 """JSON Lines channels -> :class:`PairData`: compact numpy token arrays, validated line by line.
 
-Each record is ``{"in0": [ids], "in1": [ids], "label": x}`` (key order free, extra keys ignored).
+Each record is ``{"in0": [ids], "in1": [ids], "label": x}`` (key order free, extra keys ignored); a
+side may hold text instead (``"in0": "a sentence"``), the same kind for the whole job
+(:func:`sniff_text_sides`), turned into ids by the side's tokenizer (:mod:`object2vec.text`).
 Token ids are kept flat (``ids`` + ``offsets``, int32), never as per-record Python lists, so a channel of
 1,000,000 pairs of 50-token sequences needs about 400 MB. Lines are parsed in chunks: the happy path
 converts a whole chunk with :class:`~object2vec.sequences.FlatIds` and checks ranges with numpy;
@@ -12,22 +14,28 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import multiprocessing
 import os
 import zlib
 from array import array
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from object2vec.config.hyperparameters import Hyperparameters
 from object2vec.errors import UserError
 from object2vec.sequences import FlatIds, Wording, sequence_problem
+from object2vec.text import TextEncoder, UnencodableText
 
 log = logging.getLogger(__name__)
 
 CHUNK_LINES = 16384
+PARALLEL_MIN_BYTES = 32 << 20  # smaller text channels load in-process (starting workers costs ~1 s)
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # labels are kept as float32
 GZIP_MAGIC = b"\x1f\x8b"
 # What reading a file can raise besides UnicodeDecodeError: open/IO errors, a bad gzip header or CRC
@@ -62,19 +70,27 @@ class PairData:
         return (self.in0, self.in1)[i]
 
 
+Encoders = tuple["TextEncoder | None", "TextEncoder | None"]  # per side: its tokenizer, None for ids
+
+
 @dataclass(frozen=True)
 class RecordRules:
-    """What a valid record looks like for these hyperparameters."""
+    """What a valid record looks like for these hyperparameters (and, for text sides, how it
+    becomes ids: ``text[side]`` is that side's tokenizer; ``text_origin`` names the record that
+    made the side text or ids, for the message about a record of the other kind)."""
 
     vocab_sizes: tuple[int, int]
     max_seq_lens: tuple[int, int]
     regression: bool
     num_classes: int
+    text: Encoders = (None, None)
+    text_origin: str = ""
 
     @classmethod
-    def from_hyperparameters(cls, hp: Hyperparameters) -> RecordRules:
+    def from_hyperparameters(cls, hp: Hyperparameters, text: Encoders = (None, None),
+                             text_origin: str = "") -> RecordRules:
         return cls((hp.enc0.vocab_size, hp.enc1.vocab_size), (hp.enc0.max_seq_len, hp.enc1.max_seq_len),
-                   hp.is_regression, hp.num_classes)
+                   hp.is_regression, hp.num_classes, text, text_origin)
 
 
 def resolve_in_channel(channel_dir: Path, path: Path, name: str = "") -> Path:
@@ -168,6 +184,9 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
         raise UserError(f"{path}: cannot read file: {read_problem(exc)}") from None
 
 
+_UNPARSED = object()  # add_chunk's default: parse the chunk here
+
+
 class _Builder:
     """Accumulates validated records, chunk by chunk, into compact arrays."""
 
@@ -175,37 +194,72 @@ class _Builder:
         self.rules = rules
         self.chunks: list[tuple[np.ndarray, ...]] = []  # (ids0, ids1, lengths0, lengths1, labels)
 
-    def add_chunk(self, path: Path, chunk: list[tuple[int, str]]) -> None:
-        """Parse and append one chunk of lines; on any problem, raise naming the first bad line."""
-        try:
-            parts = self._parse(chunk)
-        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, RecursionError):
-            parts = None  # RecursionError: json.loads of a line nested too deeply
+    def add_chunk(self, path: Path, chunk: list[tuple[int, str]], parts: Any = _UNPARSED) -> None:
+        """Parse (unless a worker did: ``parts``) and append one chunk of lines; on any problem,
+        raise naming the first bad line."""
+        if parts is _UNPARSED:
+            parts = self.try_parse(chunk)
         if parts is None or not self._in_range(parts):
             for number, line in chunk:  # slow path: find and describe the first bad record
                 _check_record(path, number, line, self.rules)
             raise AssertionError(f"{path}: chunk failed the fast path but every record passed")
         self.chunks.append(parts)
 
+    def try_parse(self, chunk: list[tuple[int, str]]) -> tuple[np.ndarray, ...] | None:
+        """The chunk's arrays, or None if a record is bad (:meth:`add_chunk` then says which)."""
+        try:
+            return self._parse(chunk)
+        except (ValueError, TypeError, KeyError, OverflowError, AttributeError, RecursionError):
+            return None  # RecursionError: json.loads of a line nested too deeply
+
     def _parse(self, chunk: list[tuple[int, str]]) -> tuple[np.ndarray, ...]:
+        text0, text1 = (encoder is not None for encoder in self.rules.text)
         flat0, flat1, labels = FlatIds("i"), FlatIds("i"), array("d")
+        texts0: list[str] = []
+        texts1: list[str] = []
         max0, max1 = self.rules.max_seq_lens
         classify = not self.rules.regression
         for _, line in chunk:
             rec = json.loads(line)
-            a, b = rec["in0"][:max0], rec["in1"][:max1]
-            if not a or not b:
-                raise ValueError("empty sequence")
-            if ("true" in line or "false" in line) and any(type(t) is bool for t in a + b):
-                raise TypeError("bool id")  # FlatIds would silently take true/false as 1/0
-            flat0.append(a)  # TypeError for floats, strings, null
-            flat1.append(b)
+            a, b = rec["in0"], rec["in1"]
+            if text0:
+                if type(a) is not str:
+                    raise TypeError("in0 is not text")
+                texts0.append(a)
+            else:
+                a = a[:max0]
+                if not a:
+                    raise ValueError("empty sequence")
+                if ("true" in line or "false" in line) and any(type(t) is bool for t in a):
+                    raise TypeError("bool id")  # FlatIds would silently take true/false as 1/0
+                flat0.append(a)  # TypeError for floats, strings, null
+            if text1:
+                if type(b) is not str:
+                    raise TypeError("in1 is not text")
+                texts1.append(b)
+            else:
+                b = b[:max1]
+                if not b:
+                    raise ValueError("empty sequence")
+                if ("true" in line or "false" in line) and any(type(t) is bool for t in b):
+                    raise TypeError("bool id")
+                flat1.append(b)
             label = rec["label"]
             if isinstance(label, bool) or (classify and not isinstance(label, int)):
                 raise TypeError("label")
             labels.append(label)  # TypeError for non-numbers
-        (ids0, lengths0), (ids1, lengths1) = flat0.arrays(), flat1.arrays()
+        ids0, lengths0 = self._tokenized(0, texts0) if text0 else flat0.arrays()
+        ids1, lengths1 = self._tokenized(1, texts1) if text1 else flat1.arrays()
         return ids0, ids1, lengths0, lengths1, np.frombuffer(labels, dtype=np.float64)
+
+    def _tokenized(self, side: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """A chunk's texts of one side as (ids int32, lengths int64), cut to the side's length."""
+        encoder = self.rules.text[side]
+        assert encoder is not None
+        ids, lengths = encoder.encode(texts, self.rules.max_seq_lens[side])
+        if lengths.size and lengths.min() == 0:
+            raise ValueError("text without tokens")
+        return ids.astype(np.int32), lengths
 
     def _in_range(self, parts: tuple[np.ndarray, ...]) -> bool:
         for side in (0, 1):
@@ -282,9 +336,16 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
         key = f"in{side}"
         if key not in rec:
             raise UserError(f"{where}: missing '{key}' (each record needs in0, in1 and label)")
+        encoder = rules.text[side]
+        if encoder is not None:
+            _check_text(where, key, rec[key], encoder, rules.text_origin)
+            continue
         problem = sequence_problem(key, rec[key], rules.max_seq_lens[side], rules.vocab_sizes[side])
         if problem is not None:
             text = problem.message(_WORDING)
+            if isinstance(rec[key], str):
+                text += (f"; this job's {key} is token ids (as in {rules.text_origin or 'its first record'}),"
+                         f" and a side is text or ids for the whole job")
             raise UserError(f"{text} ({where})" if problem.place_last else f"{where}: {text}")
     if "label" not in rec:
         raise UserError(f"{where}: missing 'label'")
@@ -300,10 +361,107 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
                         f"num_classes={rules.num_classes}")
 
 
-def load_channel(channel_dir: Path, rules: RecordRules) -> PairData:
+def _check_text(where: str, key: str, value: object, encoder: TextEncoder, origin: str) -> None:
+    """Raise :class:`UserError` if a text side's value is not text, or text without a token."""
+    if not isinstance(value, str):
+        raise UserError(f"{where}: '{key}' holds {_show(value)}, but this job's {key} is text (as in "
+                        f"{origin}); a side is text or ids for the whole job")
+    try:
+        _, lengths = encoder.encode([value])
+    except UnencodableText as exc:
+        raise UserError(f"{where}: '{key}' {exc}") from None
+    if lengths[0] == 0:
+        what = "empty text" if not value.strip() else f"text without a single token ({_show(value)})"
+        raise UserError(f"{where}: '{key}' is {what}; each side needs at least one token")
+
+
+def sniff_text_sides(channel_dir: Path) -> tuple[tuple[bool, bool], str]:
+    """Whether ``in0`` and ``in1`` are text (a JSON string) in the channel's first record, and that
+    record's place (``file, line N``). Every other record must hold the same kinds. A first record
+    that cannot be read counts as ids: loading it reports the problem."""
+    for path in channel_files(channel_dir):
+        for number, line in _lines(path):
+            place = f"{path}, line {number}"
+            try:
+                rec = json.loads(line)
+            except (ValueError, RecursionError):
+                return (False, False), place
+            if not isinstance(rec, dict):
+                return (False, False), place
+            return (isinstance(rec.get("in0"), str), isinstance(rec.get("in1"), str)), place
+    return (False, False), ""
+
+
+def channel_texts(channel_dir: Path, sides: tuple[int, ...]) -> Iterator[str]:
+    """The text of ``sides`` (0, 1 or both) of every record of a channel, streamed (for training a
+    tokenizer). Records that cannot be read are skipped: loading the channel reports them."""
+    keys = [f"in{side}" for side in sides]
+    for path in channel_files(channel_dir):
+        for _, line in _lines(path):
+            try:
+                rec = json.loads(line)
+            except (ValueError, RecursionError):
+                continue
+            if isinstance(rec, dict):
+                yield from (rec[k] for k in keys if isinstance(rec.get(k), str))
+
+
+def _chunks(files: list[Path]) -> Iterator[tuple[Path, list[tuple[int, str]]]]:
+    """(file, up to CHUNK_LINES (line number, text) pairs), file after file."""
+    for path in files:
+        chunk: list[tuple[int, str]] = []
+        for item in _lines(path):
+            chunk.append(item)
+            if len(chunk) == CHUNK_LINES:
+                yield path, chunk
+                chunk = []
+        if chunk:
+            yield path, chunk
+
+
+_worker_builder: _Builder | None = None  # in a worker process: its own tokenizers and word caches
+
+
+def _start_worker(rules: RecordRules) -> None:
+    global _worker_builder
+    _worker_builder = _Builder(rules)
+
+
+def _parse_in_worker(chunk: list[tuple[int, str]]) -> tuple[np.ndarray, ...] | None:
+    assert _worker_builder is not None
+    return _worker_builder.try_parse(chunk)
+
+
+def _parse_in_workers(builder: _Builder, chunks: Iterator[tuple[Path, list[tuple[int, str]]]],
+                      workers: int) -> None:
+    """Parse and tokenize chunks in ``workers`` processes, appending them in file order.
+
+    Why processes: tokenizing is pure-Python work per word (the word cache of
+    :meth:`object2vec.text.TextEncoder.encode`), so one process loads 1,000,000 text pairs in
+    several times the time of the same pairs as ids; this spreads it over the process's share of
+    the host's cores. Each worker holds its own copy of the tokenizers (sent as their JSON); at most
+    ``2 * workers`` chunks are in flight, so memory stays a few chunks above the loaded arrays. A
+    chunk with a bad record comes back as None and the slow path here names the line.
+    """
+    pending: deque = deque()
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                             initargs=(builder.rules,)) as pool:
+        for path, chunk in chunks:
+            pending.append((path, chunk, pool.submit(_parse_in_worker, chunk)))
+            if len(pending) >= 2 * workers:
+                path, chunk, parsed = pending.popleft()
+                builder.add_chunk(path, chunk, parsed.result())
+        while pending:
+            path, chunk, parsed = pending.popleft()
+            builder.add_chunk(path, chunk, parsed.result())
+
+
+def load_channel(channel_dir: Path, rules: RecordRules, workers: int = 1) -> PairData:
     """Read every file of a channel directory (plain or ``.gz``) into one :class:`PairData`.
 
-    Sequences longer than the side's ``max_seq_len`` are truncated.
+    Sequences longer than the side's ``max_seq_len`` are truncated. ``workers`` > 1 tokenizes text
+    sides in that many processes (for channels of at least :data:`PARALLEL_MIN_BYTES`).
 
     Raises:
         UserError: the channel is empty, or a record is invalid (the message names file and line).
@@ -312,14 +470,12 @@ def load_channel(channel_dir: Path, rules: RecordRules) -> PairData:
     if not files:
         raise UserError(f"channel {channel_dir.name!r} has no files in {channel_dir}")
     builder = _Builder(rules)
-    for path in files:
-        chunk: list[tuple[int, str]] = []
-        for item in _lines(path):
-            chunk.append(item)
-            if len(chunk) == CHUNK_LINES:
-                builder.add_chunk(path, chunk)
-                chunk = []
-        if chunk:
+    chunks = _chunks(files)
+    size = sum(path.stat().st_size for path in files)
+    if workers > 1 and any(e is not None for e in rules.text) and size >= PARALLEL_MIN_BYTES:
+        _parse_in_workers(builder, chunks, workers)
+    else:
+        for path, chunk in chunks:
             builder.add_chunk(path, chunk)
     data = builder.finish()
     if len(data) == 0:

@@ -23,6 +23,12 @@ def _networks() -> Registry:
     return ENCODERS
 
 
+def _tokenizers() -> Registry:
+    from object2vec.text import TOKENIZERS
+
+    return TOKENIZERS
+
+
 POOLED = "pooled_embedding"
 POOLS = "pools token embeddings"
 
@@ -52,6 +58,14 @@ class EncoderConfig:
     activation: str = setting("choice", "linear", options=("linear", "sigmoid", "tanh", "relu"),
                               network=POOLED, does=POOLS,
                               help="extension: activation applied to the pooled vector")
+    # Text inputs (a side whose records hold strings): how the job's tokenizer is made.
+    tokenizer: str = setting("choice", "wordpiece", options=_tokenizers,
+                             help="extension, text inputs: the tokenizer model trained in the job "
+                                  "(wordlevel: one id per word)")
+    lowercase: bool = setting("bool", True, help="extension, text inputs: lower-case and strip "
+                                                  "accents before tokenizing")
+    tokenizer_file: str = setting("filename", "", help="extension, text inputs: a tokenizer.json in "
+                                                       "the auxiliary channel, used as is")
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 
 Mode per instance (object2vec.md section 5.1): ``in0`` and ``in1`` -> ``{"scores": [...]}`` (class
 probabilities, or one value for regression); only ``in0`` -> ``{"embeddings": [...]}`` from enc0;
-only ``in1`` -> embeddings from enc1. One request may mix modes: the instances are grouped by mode
-and each group runs batched. The answer is one :class:`Predictions` per group -- a float32 matrix
-and the request positions of its rows -- which the codec writes in request order. Other keys
-(``label``...) are ignored.
+only ``in1`` -> embeddings from enc1. A side the model reads as text takes a string (tokenized with
+the model's tokenizer, all of a request's strings of a side in one batch) or, as always, a list of
+ids. One request may mix modes: the instances are grouped by mode and each group runs batched. The
+answer is one :class:`Predictions` per group -- a float32 matrix and the request positions of its
+rows -- which the codec writes in request order. Other keys (``label``...) are ignored.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from object2vec.artifact import LoadedModel, load_artifact
 from object2vec.errors import UserError
 from object2vec.model.tokens import Tokens
 from object2vec.sequences import SequenceProblem, Wording, flat_ids, id_problem, shape_problem
+from object2vec.text import UnencodableText
 
 SIDES = ("in0", "in1")
 SCORES, EMBEDDINGS = "scores", "embeddings"
@@ -71,6 +73,16 @@ def by_instance(groups: Sequence[Predictions]) -> list[dict[str, np.ndarray]]:
 
 
 @dataclass
+class _Text:
+    """A side's text waiting for its tokens: they go to ``seqs[row]``."""
+
+    seqs: list[list[int]]
+    row: int
+    position: int  # the instance's index in the request
+    text: str
+
+
+@dataclass
 class _Group:
     """Instances of one mode: their request positions and, per side used, their truncated ids
     (as lists, then flat once checked)."""
@@ -96,6 +108,7 @@ class Predictor:
         self.model = loaded.model.eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.text = loaded.text
         config = self.model.config
         self.vocab_sizes = (config.encoder(0).vocab_size, config.encoder(1).vocab_size)
         self.max_seq_lens = (config.encoder(0).max_seq_len, config.encoder(1).max_seq_len)
@@ -124,8 +137,8 @@ class Predictor:
         Raises:
             InvalidInstance: the first invalid instance, with its index and the problem.
         """
-        groups = self._group(instances, max_seqlens or self.max_seq_lens, where)
-        self._check_ids(groups, where)
+        groups, text_problem = self._group(instances, max_seqlens or self.max_seq_lens, where)
+        self._check_ids(groups, where, text_problem)
         results = []
         with torch.inference_mode():
             for group in groups.values():
@@ -139,13 +152,16 @@ class Predictor:
     # -- validation ------------------------------------------------------------------------------
 
     def _group(self, instances: Sequence[Any], limits: tuple[int, int],
-               where: Callable[[int], str] | None) -> dict[tuple[int, ...], _Group]:
-        """Sort instances into modes, check their structure, and truncate their sequences."""
+               where: Callable[[int], str] | None
+               ) -> tuple[dict[tuple[int, ...], _Group], InvalidInstance | None]:
+        """Sort instances into modes, check their structure, tokenize their text and truncate their
+        sequences; also returns the first text without tokens, if any."""
         groups: dict[tuple[int, ...], _Group] = {}
+        texts: tuple[list[_Text], list[_Text]] = ([], [])
         for index, instance in enumerate(instances):
-            problem = _structure_problem(instance)
+            problem = _structure_problem(instance, self.text)
             if problem is not None:
-                self._check_ids(groups, where)  # an earlier instance may have a bad id
+                self._check_ids(groups, where, self._tokenize(texts, limits, where))  # earlier ones
                 raise InvalidInstance(index, problem, where)
             sides = tuple(s for s in (0, 1) if SIDES[s] in instance)
             group = groups.get(sides)
@@ -153,14 +169,47 @@ class Predictor:
                 group = groups[sides] = _Group(sides, [], tuple([] for _ in sides))
             group.positions.append(index)
             for slot, side in enumerate(sides):
-                group.seqs[slot].append(instance[SIDES[side]][: limits[side]])
-        return groups
+                value, seqs = instance[SIDES[side]], group.seqs[slot]
+                if isinstance(value, str):
+                    texts[side].append(_Text(seqs, len(seqs), index, value))
+                    seqs.append([0])  # replaced by its tokens
+                else:
+                    seqs.append(value[: limits[side]])
+        return groups, self._tokenize(texts, limits, where)
+
+    def _tokenize(self, texts: tuple[list[_Text], list[_Text]], limits: tuple[int, int],
+                  where: Callable[[int], str] | None) -> InvalidInstance | None:
+        """Put each text's tokens in its place, one tokenizer batch per side; the first text without
+        a single token is returned as the problem (the others are still filled in)."""
+        first: InvalidInstance | None = None
+        for side, pending in enumerate(texts):
+            if not pending:
+                continue
+            encoder = self.text[side]
+            assert encoder is not None, "_structure_problem refuses text for a side of ids"
+            try:
+                ids, lengths = encoder.encode([t.text for t in pending], limits[side])
+            except UnencodableText as exc:
+                bad = pending[exc.index]
+                if first is None or bad.position < first.index:
+                    first = InvalidInstance(bad.position, f'"{SIDES[side]}" {exc}', where)
+                continue
+            for text, seq in zip(pending, np.split(ids, np.cumsum(lengths)[:-1])):
+                if seq.size:
+                    text.seqs[text.row] = seq.tolist()
+                elif first is None or text.position < first.index:
+                    what = ("empty text" if not text.text.strip()
+                            else f"text without a single token ({_show(text.text)})")
+                    first = InvalidInstance(text.position, f'"{SIDES[side]}" is {what}; each side '
+                                                           f'needs at least one token', where)
+            texts[side].clear()
+        return first
 
     def _check_ids(self, groups: dict[tuple[int, ...], _Group],
-                   where: Callable[[int], str] | None) -> None:
+                   where: Callable[[int], str] | None, first: InvalidInstance | None = None) -> None:
         """Check and convert every id of each side of each group at once (C-speed builtins and
-        numpy); if any is bad, walk the instances to raise for the first one in request order."""
-        first: InvalidInstance | None = None
+        numpy); if any is bad, walk the instances to raise for the first one in request order
+        (``first``: a problem found before, raised unless an earlier instance has one)."""
         for group in groups.values():
             if group.flat is not None:  # checked already
                 continue
@@ -213,17 +262,22 @@ def _batch(ids: np.ndarray, lengths: np.ndarray, begins: np.ndarray, start: int,
     return Tokens.from_flat(ids[first: first + int(lengths.sum())], lengths)
 
 
-def _structure_problem(instance: Any) -> str | None:
-    """What is wrong with the shape of one instance, or None."""
+def _structure_problem(instance: Any, text: tuple[Any, Any]) -> str | None:
+    """What is wrong with the shape of one instance, or None (``text``: per side, the model's
+    tokenizer, or None for a side of ids)."""
     if not isinstance(instance, dict):
         return f'expected a JSON object with "in0" and/or "in1", got {_kind(instance)}'
     if SIDES[0] not in instance and SIDES[1] not in instance:
         return 'has neither "in0" nor "in1" (send both for scores, one for its embedding)'
-    for key in SIDES:
-        if key in instance:
-            problem = shape_problem(key, instance[key])
-            if problem is not None:
-                return problem.message(_WORDING)
+    for side, key in enumerate(SIDES):
+        value = instance.get(key)
+        if key not in instance or (isinstance(value, str) and text[side] is not None):
+            continue
+        problem = shape_problem(key, value)
+        if problem is not None:
+            hint = (f" (this model's {key} was trained on token ids, not text)"
+                    if isinstance(value, str) else "")
+            return problem.message(_WORDING) + hint
     return None
 
 

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,7 +25,8 @@ import torch
 
 from object2vec.artifact import save_artifact
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
-from object2vec.data.records import PairData, RecordRules, load_channel
+from object2vec.data.records import Encoders, PairData, RecordRules, load_channel
+from object2vec.data.text_inputs import TextSides, build_text_encoders, text_sides
 from object2vec.errors import UserError
 from object2vec.platform.memory import device_available, host_available
 from object2vec.platform.paths import SageMakerPaths
@@ -34,6 +36,7 @@ from object2vec.platform.sagemaker_config import (
     read_resource_config,
 )
 from object2vec.reporting.report import write_report
+from object2vec.text import text_encoder_from_json
 from object2vec.training.checkpoint import channel_digests, combine_digests
 from object2vec.training.distributed import DistEnv, WorldPlan, launch, plan_world
 from object2vec.training.memory import check_fits, estimate_training_memory, format_bytes
@@ -43,6 +46,7 @@ from object2vec.training.trainer import Trainer, TrainingInterrupted, TrainResul
 log = logging.getLogger("object2vec")
 
 DATA_CHANNELS = ("train", "validation", "test")
+TOKENIZERS_FILE = "object2vec-tokenizers.json"  # beside the checkpoint: see prepare_text
 KNOWN_CHANNELS = DATA_CHANNELS + ("auxiliary",)
 LOG_FORMAT = "[%(asctime)s %(levelname)s %(process)d] %(message)s"
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_STOPPED = 2, 1, 128 + signal.SIGTERM
@@ -81,13 +85,19 @@ def check_channels(paths: SageMakerPaths, input_config: dict) -> list[str]:
     return [c for c in DATA_CHANNELS if paths.channel_dir(c).is_dir()]
 
 
-def load_channels(paths: SageMakerPaths, hp: Hyperparameters, names: list[str]) -> dict[str, PairData]:
-    """Load and validate every data channel."""
-    rules = RecordRules.from_hyperparameters(hp)
+def load_channels(paths: SageMakerPaths, hp: Hyperparameters, names: list[str],
+                  sides: TextSides | None = None, encoders: Encoders = (None, None),
+                  workers: int = 1) -> dict[str, PairData]:
+    """Load and validate every data channel (text sides tokenized by ``encoders``, in ``workers``
+    processes for a large channel)."""
+    rules = RecordRules.from_hyperparameters(hp, encoders, sides.origin if sides else "")
     channels = {}
     for name in names:
-        channels[name] = load_channel(paths.channel_dir(name), rules)
-        log.info("channel %s: %d records", name, len(channels[name]))
+        start = time.perf_counter()
+        channels[name] = load_channel(paths.channel_dir(name), rules, workers)
+        seconds = time.perf_counter() - start
+        log.info("channel %s: %d records in %.1f s (%.0f records/s)", name, len(channels[name]),
+                 seconds, len(channels[name]) / max(seconds, 1e-9))
     return channels
 
 
@@ -125,6 +135,45 @@ def data_digest(paths: SageMakerPaths, names: list[str], dist: DistEnv
     return combine_digests(dist.all_gather_object(mine))
 
 
+def prepare_text(paths: SageMakerPaths, hp: Hyperparameters, digest: dict[str, list[str]] | None,
+                 dist: DistEnv) -> tuple[TextSides, Encoders]:
+    """The job's text sides and their tokenizers. Global rank 0 makes them (training a tokenizer is
+    not deterministic: the library counts in hash maps) and every rank gets its JSON. A job with
+    checkpoints keeps them beside the checkpoint, with the fingerprint of the hyperparameters and
+    data, so that a resumed job tokenizes exactly as the checkpoint's weights were trained."""
+    sides = _agreed(dist, lambda: text_sides(hp, paths.channel_dir("train")))
+    if not sides.any():
+        return sides, (None, None)
+
+    def make() -> list[str | None] | None:
+        if not dist.is_main:
+            return None
+        fingerprint = json.loads(json.dumps({"hyperparameters": hp.to_dict(), "data": digest}))
+        saved = paths.checkpoint_dir / TOKENIZERS_FILE if digest is not None else None
+        try:
+            kept = json.loads(saved.read_text()) if saved and saved.is_file() else {}
+        except (OSError, ValueError):
+            kept = {}
+        if isinstance(kept, dict) and kept.get("fingerprint") == fingerprint:
+            log.info("tokenizers from %s (same hyperparameters and data)", saved)
+            return kept["tokenizers"]
+        aux = paths.channel_dir("auxiliary")
+        encoders = build_text_encoders(hp, sides, paths.channel_dir("train"), aux if aux.is_dir() else None)
+        texts = [e.to_json() if e is not None else None for e in encoders]
+        if saved is not None:
+            tmp = saved.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"fingerprint": fingerprint, "tokenizers": texts}))
+            os.replace(tmp, saved)
+        return texts
+
+    texts = dist.broadcast_object(_agreed(dist, make))
+    encoders = [text_encoder_from_json(t, f"in{side} tokenizer") if t is not None else None
+                for side, t in enumerate(texts)]
+    if sides.shared(hp):
+        encoders[1] = encoders[0]
+    return sides, (encoders[0], encoders[1])
+
+
 def _agreed(dist: DistEnv, step: Callable[[], T]) -> T:
     """Run a setup step on every rank; if it fails with a user error on any rank, fail everywhere with
     that rank's message (so every host reports the real cause, not a broken collective)."""
@@ -148,16 +197,24 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
         stop_requested: Callable[[], bool] = lambda: False) -> TrainResult:
     """Train from the SageMaker tree at ``paths``; global rank 0 writes the artifact to ``model/``."""
     dist = dist or DistEnv()
+
     def setup():
         hp = parse_hyperparameters(read_hyperparameters(paths))
         input_config = read_input_data_config(paths)
-        names = check_channels(paths, input_config)
-        channels = load_channels(paths, hp, names)
-        check_memory(hp, dist)  # after the data is in memory, before the model is
-        return hp, input_config, channels
+        return hp, input_config, check_channels(paths, input_config)
 
-    hp, input_config, channels = _agreed(dist, setup)
-    digest = data_digest(paths, list(channels), dist)
+    hp, input_config, names = _agreed(dist, setup)
+    digest = data_digest(paths, names, dist)
+    sides, encoders = prepare_text(paths, hp, digest, dist)
+
+    def load():
+        # text is tokenized on this process's share of the host's cores
+        workers = max(1, len(os.sched_getaffinity(0)) // dist.local_world_size)
+        channels = load_channels(paths, hp, names, sides, encoders, workers)
+        check_memory(hp, dist)  # after the data is in memory, before the model is
+        return channels
+
+    channels = _agreed(dist, load)
     log.info("hyperparameters: %s", json.dumps(hp.to_dict(), sort_keys=True))
     log.info("enc0: %s", hp.enc0)
     log.info("enc1: %s", hp.enc1)
@@ -172,6 +229,7 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
 
     trainer = _agreed(dist, lambda: Trainer(
         hp, channels, metrics, device=dist.device, auxiliary_dir=paths.channel_dir("auxiliary"),
+        text=encoders,
         dist=dist, sharded=sharded, checkpoint_dir=paths.checkpoint_dir, data_digest=digest,
         stop_requested=stop_requested, on_epoch_end=report))
     trainer.resume()
@@ -180,7 +238,7 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
     result = trainer.train()
     if dist.is_main:
         save_artifact(paths.model_dir, trainer.model, hp,
-                      metadata={"best_epoch": result.best_epoch, "test": result.test})
+                      metadata={"best_epoch": result.best_epoch, "test": result.test}, text=encoders)
         write_report(paths.output_data_dir, summary(result, finished=True))
         log.info("model written to %s", paths.model_dir)
     return result

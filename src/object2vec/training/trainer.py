@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from object2vec.config.hyperparameters import SPECS, Hyperparameters
 from object2vec.data.auxiliary import apply_pretrained
 from object2vec.data.batching import Batch, EpochSampler, sequential_plan
-from object2vec.data.records import PairData, Side
+from object2vec.data.records import Encoders, PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.embedding import EmbeddingRows
 from object2vec.model.object2vec import ModelConfig, Object2Vec
@@ -108,9 +108,11 @@ class Trainer:
                  sharded: frozenset[str] = frozenset(), checkpoint_dir: Path | None = None,
                  data_digest: dict[str, list[str]] | None = None,
                  stop_requested: Callable[[], bool] = lambda: False,
-                 on_epoch_end: Callable[[TrainResult], None] = lambda result: None) -> None:
+                 on_epoch_end: Callable[[TrainResult], None] = lambda result: None,
+                 text: Encoders = (None, None)) -> None:
         """``data_digest``: the job's data (``object2vec.training.checkpoint.combine_digests``),
-        kept in every checkpoint's fingerprint beside the hyperparameters."""
+        kept in every checkpoint's fingerprint beside the hyperparameters. ``text``: the tokenizer
+        of each text side (its vocabulary places pretrained vectors by token)."""
         if "train" not in channels:
             raise UserError("the 'train' channel is required")
         self.hp, self.channels, self.metrics = hp, channels, metrics
@@ -126,9 +128,9 @@ class Trainer:
                             f"least the number of processes ({self.dist.world_size})")
         torch.manual_seed(seed)
         self.model = Object2Vec(ModelConfig.from_hyperparameters(hp))
-        apply_pretrained(list(self.model.embeddings),
-                         [hp.enc0] if hp.tied_token_embedding_weight else [hp.enc0, hp.enc1],
-                         auxiliary_dir)
+        tables = 1 if hp.tied_token_embedding_weight else 2  # a tied table is enc0's
+        apply_pretrained(list(self.model.embeddings), [hp.enc0, hp.enc1][:tables], auxiliary_dir,
+                         [e.vocab() if e is not None else None for e in text[:tables]])
         if hp.token_weighting == "idf":
             self._set_idf_weights(channels["train"], "train" in sharded)
         self.model.to(self.device)
