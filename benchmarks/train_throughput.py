@@ -29,8 +29,12 @@ from o2vtools import results
 NETWORKS = ("pooled_embedding", "hcnn", "bilstm")
 RSS_LIMIT_MB = 1536
 ZIPF = 1.1  # exponent of the sparse section's token frequencies (about that of words in text)
-# A row of the load table each: how one side of a record is written in that channel format.
-LOAD_FORMATS = {"id lists": lambda ids: ids}
+# A row of the load table each: (how one side of a record is written, the tokenizer of a text
+# side, worker processes); the text rows load the same pairs, word i written as "w<i>".
+LOAD_FORMATS = {"id lists": (list, None, 1),
+                **{f"text, {tok}, {n} process{'es' * (n > 1)}": (lambda ids: " ".join(f"w{i}" for i in ids),
+                                                               tok, n)
+                   for tok in ("wordlevel", "wordpiece") for n in (1, len(os.sched_getaffinity(0)))}}
 # The published document-embedding configuration (object2vec.md, sparse-update launch notes).
 DOC_CONFIG = {"enc1_network": "enc0", "tied_token_embedding_weight": "true",
               "comparator_list": "hadamard", "mlp_dim": "512", "mlp_layers": "2", "optimizer": "adam"}
@@ -131,49 +135,66 @@ def child(kind: str, **kwargs) -> dict:
 
 
 def write_channel(path: Path, cfg: Config, side) -> int:
-    """``cfg.load_records`` seeded records (two ``cfg.load_len``-token sides, each written as
-    ``side(ids)``, and a 0/1 label) as JSON Lines; returns the file's size."""
+    """``cfg.load_records`` seeded records (two ``cfg.load_len``-token sides of Zipf(ZIPF)-drawn ids
+    < ``cfg.vocab``, each written as ``side(ids)``, and a 0/1 label) as JSON Lines; its size."""
     rng = np.random.default_rng(0)
+    cdf = np.cumsum(1.0 / np.arange(1, cfg.vocab + 1, dtype=np.float64) ** ZIPF)
+    rank_to_id = rng.permutation(cfg.vocab)
     with path.open("w") as fh:
         for start in range(0, cfg.load_records, 20_000):  # in chunks: all ids as Python ints are GBs
             n = min(20_000, cfg.load_records - start)
-            ids = rng.integers(0, cfg.vocab, (n, 2, cfg.load_len)).tolist()
+            ranks = np.searchsorted(cdf, rng.random((n, 2, cfg.load_len)) * cdf[-1], side="right")
+            ids = rank_to_id[np.minimum(ranks, cfg.vocab - 1)].tolist()
             fh.writelines(json.dumps({"in0": side(a), "in1": side(b), "label": y}) + "\n"
                           for (a, b), y in zip(ids, rng.integers(0, 2, n).tolist()))
     return path.stat().st_size
 
 
-def child_load(channel: str, vocab: int, length: int) -> None:
-    """Child process, no torch: load the channel, print the time and memory figures (MB) as JSON."""
-    from object2vec.data.records import RecordRules, load_channel
+def child_load(channel: str, vocab: int, length: int, tokenizer: str | None, workers: int) -> None:
+    """Child process, no torch: train the tokenizer of text sides (one for both, on the channel's
+    text), load the channel, print the time and memory figures (MB) as JSON."""
+    import resource
+
+    from object2vec.data.records import RecordRules, channel_texts, load_channel
+    from object2vec.text import train_text_encoder
 
     before, t0 = status_mb("VmRSS"), time.perf_counter()
-    data = load_channel(Path(channel), RecordRules((vocab, vocab), (length, length), False, 2))
+    texts = channel_texts(Path(channel), (0, 1))
+    text = train_text_encoder(texts, tokenizer, vocab, True) if tokenizer else None
+    trained, t0 = time.perf_counter() - t0, time.perf_counter()
+    data = load_channel(Path(channel), RecordRules((vocab, vocab), (length, length), False, 2, (text, text)),
+                        workers)
     seconds = time.perf_counter() - t0
     arrays = data.labels.nbytes + sum(s.ids.nbytes + s.offsets.nbytes for s in (data.in0, data.in1))
     # VmHWM is this process image's own peak; ru_maxrss is not (Linux keeps the parent's peak when
-    # a vfork()ed child execs, so it can report the parent's size).
+    # a vfork()ed child execs, so it can report the parent's size). The forked workers' peak is
+    # RUSAGE_CHILDREN's (pages shared with this process at the fork included).
     print(json.dumps({"records": len(data), "seconds": seconds, "rss_before_mb": before,
-                      "peak_rss_mb": status_mb("VmHWM"), "arrays_mb": arrays / 2**20}))
+                      "peak_rss_mb": status_mb("VmHWM"), "arrays_mb": arrays / 2**20, "tokenizer_s": trained,
+                      "workers_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 
 
 def load_section(cfg: Config) -> dict:
     """Time and peak RSS of ``load_channel``, one channel file per format in ``LOAD_FORMATS``."""
-    rows, written = [], 0.0
-    for name, side in LOAD_FORMATS.items():
+    rows, written, ids_s = [], 0.0, None
+    for name, (side, tokenizer, workers) in LOAD_FORMATS.items():
         with tempfile.TemporaryDirectory(prefix="o2v-load-") as channel:
             t0 = time.perf_counter()
             size = write_channel(Path(channel) / "data.jsonl", cfg, side)
             written += time.perf_counter() - t0
-            c = child("load", channel=channel, vocab=cfg.vocab, length=cfg.load_len)
-        peak = c["peak_rss_mb"]
+            c = child("load", channel=channel, vocab=cfg.vocab, length=cfg.load_len, tokenizer=tokenizer,
+                      workers=workers)
+        peak, ids_s = c["peak_rss_mb"], ids_s or c["seconds"]
         rows.append([name, f"{size / 2**20:,.0f}", f"{c['seconds']:.1f}",
                      f"{c['records'] / c['seconds']:,.0f}", f"{peak:,.0f}", f"{c['arrays_mb']:,.0f}",
                      f"{peak / c['arrays_mb']:.1f}x", f"{c['rss_before_mb']:,.0f}",
+                     f"{c['workers_mb']:,.0f}" if workers > 1 else "", f"{c['seconds'] / ids_s:.2f}x",
+                     f"{c['tokenizer_s']:.1f}" if tokenizer else "",
                      f"< {RSS_LIMIT_MB:,} MB: {'met' if peak < RSS_LIMIT_MB else '**not met**'}"])
     header = ["channel", "file MB", "load s", "records/s", "peak RSS (VmHWM) MB", "arrays MB",
-              "peak / arrays", "RSS before load MB", "limit"]
-    return {"tables": {"load": results.table(header, rows, "lrrrrrrrl")}, "values": {
+              "peak / arrays", "RSS before load MB", "workers' peak RSS MB", "load s / id lists'",
+              "tokenizer training s", "limit"]
+    return {"tables": {"load": results.table(header, rows, "lrrrrrrrrrrl")}, "values": {
         "records": f"{cfg.load_records:,}", "load_len": cfg.load_len, "written_s": f"{written:.1f}"}}
 
 

@@ -424,6 +424,8 @@ _worker_builder: _Builder | None = None  # in a worker process: its own tokenize
 
 def _start_worker(rules: RecordRules) -> None:
     global _worker_builder
+    # the worker is the unit of parallelism: no tokenizer thread pool inside a forked process
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
     _worker_builder = _Builder(rules)
 
 
@@ -439,12 +441,15 @@ def _parse_in_workers(builder: _Builder, chunks: Iterator[tuple[Path, list[tuple
     Why processes: tokenizing is pure-Python work per word (the word cache of
     :meth:`object2vec.text.TextEncoder.encode`), so one process loads 1,000,000 text pairs in
     several times the time of the same pairs as ids; this spreads it over the process's share of
-    the host's cores. Each worker holds its own copy of the tokenizers (sent as their JSON); at most
+    the host's cores. Each worker holds its own copy of the tokenizers and word caches; at most
     ``2 * workers`` chunks are in flight, so memory stays a few chunks above the loaded arrays. A
     chunk with a bad record comes back as None and the slow path here names the line.
     """
     pending: deque = deque()
-    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
+    # fork, not spawn: a spawned worker would import the main program (container/train imports
+    # torch: seconds and hundreds of MB per worker). The workers touch no torch, CUDA or collective
+    # state the parent's threads hold; they parse, tokenize and return numpy arrays.
+    context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                              initargs=(builder.rules,)) as pool:
         for path, chunk in chunks:
