@@ -134,7 +134,7 @@ def test_text_in_json_lines_and_batch_transform(text_server):
     server, predictor = text_server
     lines = [{"in0": "cat and dog"}, {"in0": "rain", "in1": "storm wind"}]
     body = "\n".join(json.dumps(line) for line in lines)
-    for content_type in ("application/jsonlines", "application/jsonlines"):
+    for content_type in ("application/jsonlines", "application/jsonl"):  # batch transform: the first
         got = ok_jsonlines(invoke(server, body, content_type, accept="application/jsonlines"))
         assert [list(g) for g in got] == [["embeddings"], ["scores"]]
         assert np.allclose(got[0]["embeddings"], by_instance(predictor.predict(lines))[0]["embeddings"])

@@ -187,6 +187,42 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
 _UNPARSED = object()  # add_chunk's default: parse the chunk here
 
 
+class _IdsOf:
+    """One side's id lists in a chunk, cut to the side's length, kept flat."""
+
+    def __init__(self, max_len: int) -> None:
+        self.max_len, self.flat = max_len, FlatIds("i")
+
+    def add(self, value: Any, line: str) -> None:
+        ids = value[: self.max_len]
+        if not ids:
+            raise ValueError("empty sequence")
+        if ("true" in line or "false" in line) and any(type(t) is bool for t in ids):
+            raise TypeError("bool id")  # FlatIds would silently take true/false as 1/0
+        self.flat.append(ids)  # TypeError for floats, strings, null
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        return self.flat.arrays()
+
+
+class _TextsOf:
+    """One side's texts in a chunk, tokenized together at the end, cut to the side's length."""
+
+    def __init__(self, encoder: TextEncoder, max_len: int) -> None:
+        self.encoder, self.max_len, self.texts = encoder, max_len, []
+
+    def add(self, value: Any, line: str) -> None:
+        if type(value) is not str:
+            raise TypeError("not text")
+        self.texts.append(value)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        ids, lengths = self.encoder.encode(self.texts, self.max_len)  # UnencodableText: a ValueError
+        if lengths.size and lengths.min() == 0:
+            raise ValueError("text without tokens")
+        return ids.astype(np.int32), lengths
+
+
 class _Builder:
     """Accumulates validated records, chunk by chunk, into compact arrays."""
 
@@ -213,53 +249,21 @@ class _Builder:
             return None  # RecursionError: json.loads of a line nested too deeply
 
     def _parse(self, chunk: list[tuple[int, str]]) -> tuple[np.ndarray, ...]:
-        text0, text1 = (encoder is not None for encoder in self.rules.text)
-        flat0, flat1, labels = FlatIds("i"), FlatIds("i"), array("d")
-        texts0: list[str] = []
-        texts1: list[str] = []
-        max0, max1 = self.rules.max_seq_lens
-        classify = not self.rules.regression
+        rules = self.rules
+        side0, side1 = (_IdsOf(max_len) if encoder is None else _TextsOf(encoder, max_len)
+                        for encoder, max_len in zip(rules.text, rules.max_seq_lens))
+        labels = array("d")
+        classify = not rules.regression
         for _, line in chunk:
             rec = json.loads(line)
-            a, b = rec["in0"], rec["in1"]
-            if text0:
-                if type(a) is not str:
-                    raise TypeError("in0 is not text")
-                texts0.append(a)
-            else:
-                a = a[:max0]
-                if not a:
-                    raise ValueError("empty sequence")
-                if ("true" in line or "false" in line) and any(type(t) is bool for t in a):
-                    raise TypeError("bool id")  # FlatIds would silently take true/false as 1/0
-                flat0.append(a)  # TypeError for floats, strings, null
-            if text1:
-                if type(b) is not str:
-                    raise TypeError("in1 is not text")
-                texts1.append(b)
-            else:
-                b = b[:max1]
-                if not b:
-                    raise ValueError("empty sequence")
-                if ("true" in line or "false" in line) and any(type(t) is bool for t in b):
-                    raise TypeError("bool id")
-                flat1.append(b)
+            side0.add(rec["in0"], line)
+            side1.add(rec["in1"], line)
             label = rec["label"]
             if isinstance(label, bool) or (classify and not isinstance(label, int)):
                 raise TypeError("label")
             labels.append(label)  # TypeError for non-numbers
-        ids0, lengths0 = self._tokenized(0, texts0) if text0 else flat0.arrays()
-        ids1, lengths1 = self._tokenized(1, texts1) if text1 else flat1.arrays()
+        (ids0, lengths0), (ids1, lengths1) = side0.arrays(), side1.arrays()
         return ids0, ids1, lengths0, lengths1, np.frombuffer(labels, dtype=np.float64)
-
-    def _tokenized(self, side: int, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """A chunk's texts of one side as (ids int32, lengths int64), cut to the side's length."""
-        encoder = self.rules.text[side]
-        assert encoder is not None
-        ids, lengths = encoder.encode(texts, self.rules.max_seq_lens[side])
-        if lengths.size and lengths.min() == 0:
-            raise ValueError("text without tokens")
-        return ids.astype(np.int32), lengths
 
     def _in_range(self, parts: tuple[np.ndarray, ...]) -> bool:
         for side in (0, 1):
