@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TRAIN, make_tree, subprocess_env
+from helpers import TRAIN, free_port, make_tree, subprocess_env
 from test_serve import Server, invoke, ok_json, ok_jsonlines
 
 from object2vec.artifact import load_artifact
@@ -221,3 +221,17 @@ def test_id_jobs_train_the_same_model_bit_for_bit(tmp_path):
         digest.update(state[key].numpy().tobytes())
     assert digest.hexdigest() == ID_JOB_WEIGHTS
     assert "tokenizers" not in json.loads((base / "model" / "object2vec.json").read_text())
+
+
+def test_a_text_job_on_two_processes_shares_rank_0_s_tokenizer(tmp_path):
+    """Each rank loads the data; only rank 0 trains the (non-deterministic) subword tokenizer and
+    every rank tokenizes with it, so both train the same rows."""
+    hp = {**TEXT_HP, "enc0_pretrained_embedding_file": "", "enc0_tokenizer": "unigram", "epochs": "1"}
+    base = make_tree(tmp_path, hp, {"train": sentence_pairs()})
+    run = subprocess.run([sys.executable, str(TRAIN)], capture_output=True, text=True, timeout=240,
+                         env=subprocess_env(base, OBJECT2VEC_NPROC_PER_HOST="2",
+                                            OBJECT2VEC_MASTER_PORT=str(free_port())))
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert run.stdout.count("unigram tokenizer trained") == 1  # rank 0 alone
+    loaded = load_artifact(base / "model")
+    assert loaded.text[0] is not None and loaded.text[0].vocab_size <= 100
