@@ -5,6 +5,8 @@ Layout (SageMaker tars the directory into ``model.tar.gz``)::
     model/object2vec.pt     {"format", "format_version", "hyperparameters", "metadata", "state_dict"}
                             read back with torch.load(weights_only=True): plain types and tensors only
     model/object2vec.json   the same minus the weights, for people and tools
+    model/catalog.faiss     the catalog channel's index (FAISS's binary format) and catalog.json, its
+                            item ids (format version 2, listed under "catalog")
     model/tokenizer-in0.json  a text side's tokenizer (Hugging Face tokenizer.json; format version 2,
                             listed under "tokenizers"; a shared tokenizer is one file named twice)
 """
@@ -23,6 +25,7 @@ from object2vec import __version__
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
 from object2vec.errors import UserError
 from object2vec.model.object2vec import ModelConfig, Object2Vec
+from object2vec.neighbors import CatalogIndex
 from object2vec.text import TextEncoder, read_text_encoder
 
 FORMAT = "object2vec"
@@ -41,15 +44,18 @@ class LoadedModel:
     hyperparameters: Hyperparameters
     metadata: dict[str, Any] = field(default_factory=dict)
     text: tuple[TextEncoder | None, TextEncoder | None] = (None, None)  # per side; None: ids
+    catalog: CatalogIndex | None = None  # the catalog channel's items, for top_k
 
 
-def _describe(hp: Hyperparameters, metadata: dict[str, Any], tokenizers: dict[str, str | None]
-              ) -> dict[str, Any]:
+def _describe(hp: Hyperparameters, metadata: dict[str, Any], tokenizers: dict[str, str | None],
+              catalog: dict[str, Any] | None) -> dict[str, Any]:
     params = {k: v for k, v in hp.to_dict().items() if v is not None}
     desc = {"format": FORMAT, "format_version": IDS_FORMAT_VERSION, "object2vec_version": __version__,
             "hyperparameters": params, "metadata": metadata}
     if any(tokenizers.values()):
         desc.update(format_version=FORMAT_VERSION, tokenizers=tokenizers)
+    if catalog:
+        desc.update(format_version=FORMAT_VERSION, catalog=catalog)
     return desc
 
 
@@ -70,11 +76,14 @@ def _save_tokenizers(model_dir: Path, text: tuple[TextEncoder | None, TextEncode
 
 def save_artifact(model_dir: Path, model: Object2Vec, hp: Hyperparameters,
                   metadata: dict[str, Any] | None = None,
-                  text: tuple[TextEncoder | None, TextEncoder | None] = (None, None)) -> Path:
+                  text: tuple[TextEncoder | None, TextEncoder | None] = (None, None),
+                  catalog: CatalogIndex | None = None) -> Path:
     """Write the artifact (the weights file atomically: temp file + rename) and return the weights
-    file path. ``text``: each text side's tokenizer, written beside the weights."""
+    file path. ``text``: each text side's tokenizer, ``catalog``: the items' index, written beside
+    the weights."""
     model_dir.mkdir(parents=True, exist_ok=True)
-    desc = _describe(hp, dict(metadata or {}), _save_tokenizers(model_dir, text))
+    desc = _describe(hp, dict(metadata or {}), _save_tokenizers(model_dir, text),
+                     catalog.save(model_dir) if catalog else None)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     path = model_dir / WEIGHTS_FILE
     tmp = path.with_suffix(".tmp")
@@ -113,7 +122,9 @@ def load_artifact(model_dir: Path, device: torch.device | str = "cpu") -> Loaded
     except RuntimeError as exc:  # missing, unexpected or mis-shaped weights (torch lists them all)
         raise UserError(f"{path} does not match its own hyperparameters: {exc}") from exc
     model.eval()
-    return LoadedModel(model, hp, blob.get("metadata", {}), _load_tokenizers(path.parent, blob, model))
+    catalog = (CatalogIndex.load(path.parent, model.config.enc_dim) if blob.get("catalog") else None)
+    return LoadedModel(model, hp, blob.get("metadata", {}), _load_tokenizers(path.parent, blob, model),
+                       catalog)
 
 
 def _load_tokenizers(model_dir: Path, blob: dict, model: Object2Vec

@@ -77,12 +77,12 @@ def readme_blocks(section: str) -> dict[str, str]:
     return {lang: body for lang, body in re.findall(r"```(\w+)\n(.*?)```", text, re.DOTALL)}
 
 
-def test_the_text_in_example_runs_as_written(tmp_path):
-    """README "Text in": the hand-written sentence pairs train through container/train, serve, and
-    the curl line gets an embedding -- the lines of the README, with only the tree and port moved."""
-    blocks = readme_blocks("Text in")
-    (tmp_path / "train.jsonl").write_text(blocks["jsonl"])
-    (tmp_path / "hyperparameters.json").write_text(blocks["json"])
+def run_readme_example(tmp_path, section: str, files: dict[str, str]) -> str:
+    """Write the section's blocks into ``files`` (name -> language), run its bash block with only
+    the tree and port moved, stop the server it started; the answer to its last curl line."""
+    blocks = readme_blocks(section)
+    for name, lang in files.items():
+        (tmp_path / name).write_text(blocks[lang])
     port = str(free_port())
     script = (blocks["bash"].replace("/tmp/opt_ml", str(tmp_path / "opt_ml"))
               .replace("localhost:8080", f"localhost:{port}")
@@ -94,12 +94,31 @@ def test_the_text_in_example_runs_as_written(tmp_path):
                                 env=subprocess_env(SAGEMAKER_BIND_TO_PORT=port))
     try:
         proc.wait(timeout=240)
-        out = log.read_text()
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)  # the backgrounded server
+    out = log.read_text()
     assert proc.returncode == 0, out[-3000:]
-    answer = json.loads(out.strip().splitlines()[-1])
+    # the server logs to the same output, around curl's answer (which ends without a newline)
+    return json.JSONDecoder().raw_decode(out, out.rindex('{"predictions"'))[0]
+
+
+def test_the_text_in_example_runs_as_written(tmp_path):
+    """README "Text in": the hand-written sentence pairs train through container/train, serve, and
+    the curl line gets an embedding -- the lines of the README, with only the tree and port moved."""
+    answer = run_readme_example(tmp_path, "Text in", {"train.jsonl": "jsonl", "hyperparameters.json": "json"})
     embedding = answer["predictions"][0]["embeddings"]
     assert len(embedding) == 16 and all(isinstance(x, float) for x in embedding)
     assert (tmp_path / "opt_ml" / "model" / "tokenizer-in0.json").is_file()
+
+
+def test_the_neighbours_example_runs_as_written(tmp_path):
+    """README "Neighbours out": the Text in job plus a catalog channel answers top_k with the
+    catalog's ids, best first."""
+    text_in = readme_blocks("Text in")
+    (tmp_path / "train.jsonl").write_text(text_in["jsonl"])
+    (tmp_path / "hyperparameters.json").write_text(text_in["json"])
+    answer = run_readme_example(tmp_path, "Neighbours out", {"catalog.jsonl": "jsonl"})
+    neighbors = answer["predictions"][0]["neighbors"]
+    assert len(neighbors) == 2 and {n["id"] for n in neighbors} <= {"cats", "markets", "paris", "football"}
+    assert neighbors[0]["score"] >= neighbors[1]["score"]

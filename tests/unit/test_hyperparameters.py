@@ -69,6 +69,10 @@ DOCUMENTED: dict[str, tuple] = {
     "in_batch_softmax_weight": ("float", 0.0, 0.0, 100.0),
     "in_batch_softmax_temperature": ("float", 0.05, 0.001, 10.0),
     "token_weighting": ("choice", "none", ("none", "idf")),
+    "catalog_index": ("choice", "auto", ("auto", "flat", "ivf")),
+    "catalog_ivf_lists": ("int", 0, 0, 1_000_000),
+    "catalog_ivf_probe": ("int", 32, 1, 65536),
+    "catalog_similarity": ("choice", "cosine", ("cosine", "inner_product")),
     **{f"enc{side}_{key}": spec for side in (0, 1) for key, spec in (
         ("pooling", ("choice", "mean", ("mean", "sum"))),
         ("activation", ("choice", "linear", ("linear", "sigmoid", "tanh", "relu"))),

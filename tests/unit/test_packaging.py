@@ -29,6 +29,7 @@ SHELL_SCRIPTS = sorted({REPO / "build_and_push.sh", REPO / ".ci" / "run",
                         *(REPO / "local_test").glob("*.sh")})
 EXECUTABLE_SCRIPTS = [p for p in SHELL_SCRIPTS if p.name != "common.sh"]  # common.sh is sourced
 CODE_SOURCES = ("src", "container", "pyproject.toml")
+IMPORTED_AS = {"faiss-cpu": "faiss"}  # distributions whose module has another name
 DEV_TOOLS = ("pytest", "hypothesis", "psutil", "ruff")  # requirements-dev.txt, never in the image
 DROPPED = ("sagemaker-training", "boto3")  # not in the image: README.md, "Dependencies", says why
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "python3-dev", "libc6-dev", "clang")
@@ -316,7 +317,7 @@ def test_requirements_txt_holds_only_what_the_image_runs():
     assert not set(runtime) & {*DEV_TOOLS, *DROPPED}, runtime
     imported = imported_top_level_modules(REPO / "src", *(REPO / "container" / n
                                                            for n in ENTRY_PROGRAMS))
-    unused = [name for name in runtime if name.replace("-", "_") not in imported]
+    unused = [name for name in runtime if IMPORTED_AS.get(name, name.replace("-", "_")) not in imported]
     assert not unused, f"requirements.txt pins {unused}, which src/ and container/ never import"
     leaked = sorted(imported & {n.replace("-", "_") for n in (*DEV_TOOLS, *DROPPED)})
     assert not leaked, f"src/ or container/ imports {leaked}, which the image does not install"

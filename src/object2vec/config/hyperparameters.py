@@ -146,6 +146,15 @@ class Hyperparameters:
                                                   help="extension: the in-batch softmax temperature")
     token_weighting: str = setting("choice", "none", options=("none", "idf"),
                                    help="extension: idf-weighted mean (pooled_embedding only)")
+    # The catalog channel's index (extension; used only when the job has a catalog channel).
+    catalog_index: str = setting("choice", "auto", options=("auto", "flat", "ivf"),
+                                 help="extension: flat (exact), ivf (approximate), auto: flat up to "
+                                      "100,000 items")
+    catalog_ivf_lists: int = setting("int", 0, 0, 1_000_000,
+                                     help="extension: ivf cells; 0: about 4 x sqrt(items)")
+    catalog_ivf_probe: int = setting("int", 32, 1, 65536, help="extension: ivf cells searched per query")
+    catalog_similarity: str = setting("choice", "cosine", options=("cosine", "inner_product"),
+                                      help="extension: how top_k compares embeddings")
     enc0: EncoderConfig = field(init=False, compare=False, repr=False)
     enc1: EncoderConfig = field(init=False, compare=False, repr=False)
 

@@ -171,7 +171,7 @@ def read_problem(exc: BaseException) -> str:
     return str(exc)
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of the non-blank lines of a plain or gzip file."""
     try:
         with open_text(path) as fh:
@@ -384,7 +384,7 @@ def sniff_text_sides(channel_dir: Path) -> tuple[tuple[bool, bool], str]:
     record's place (``file, line N``). Every other record must hold the same kinds. A first record
     that cannot be read counts as ids: loading it reports the problem."""
     for path in channel_files(channel_dir):
-        for number, line in _lines(path):
+        for number, line in numbered_lines(path):
             place = f"{path}, line {number}"
             try:
                 rec = json.loads(line)
@@ -401,7 +401,7 @@ def channel_texts(channel_dir: Path, sides: tuple[int, ...]) -> Iterator[str]:
     tokenizer). Records that cannot be read are skipped: loading the channel reports them."""
     keys = [f"in{side}" for side in sides]
     for path in channel_files(channel_dir):
-        for _, line in _lines(path):
+        for _, line in numbered_lines(path):
             try:
                 rec = json.loads(line)
             except (ValueError, RecursionError):
@@ -414,7 +414,7 @@ def _chunks(files: list[Path]) -> Iterator[tuple[Path, list[tuple[int, str]]]]:
     """(file, up to CHUNK_LINES (line number, text) pairs), file after file."""
     for path in files:
         chunk: list[tuple[int, str]] = []
-        for item in _lines(path):
+        for item in numbered_lines(path):
             chunk.append(item)
             if len(chunk) == CHUNK_LINES:
                 yield path, chunk

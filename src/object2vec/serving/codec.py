@@ -356,6 +356,10 @@ def _in_order(groups: Sequence[Predictions]) -> tuple[list[dict[str, Any]], bool
     items: list[Any] = [None] * sum(len(g.positions) for g in groups)
     non_finite = False
     for group in groups:
+        if group.objects is not None:  # neighbours: [{"id": ..., "score": ...}, ...] per instance
+            for position, obj in zip(group.positions.tolist(), group.objects):
+                items[position] = {group.key: obj}
+            continue
         matrix = np.ascontiguousarray(group.matrix, dtype=np.float32)
         rows: Any = matrix
         if not np.isfinite(matrix).all():
@@ -386,6 +390,8 @@ def encode_jsonlines(groups: Sequence[Predictions]) -> bytes:
     items, non_finite = _in_order(groups)
     if not items:
         return b""
+    if any(group.objects is not None for group in groups):  # objects inside items: one call each
+        return b"\n".join(_dumps(item, non_finite) for item in items)
     # Written as one array, then split: every item is {"key":[numbers]}, so "},{" occurs only
     # between two items (one orjson call is twice as fast as one per item).
     return _dumps(items, non_finite)[1:-1].replace(b"},{", b"}\n{")

@@ -28,7 +28,9 @@ from object2vec.sequences import SequenceProblem, Wording, flat_ids, id_problem,
 from object2vec.text import UnencodableText
 
 SIDES = ("in0", "in1")
-SCORES, EMBEDDINGS = "scores", "embeddings"
+SCORES, EMBEDDINGS, NEIGHBORS = "scores", "embeddings", "neighbors"
+TOP_K = "top_k"
+MAX_TOP_K = 1000  # neighbours one instance may ask for
 BATCH_SIZE = 1024  # instances per forward pass
 TOKEN_BUDGET = 1 << 18  # padded tokens per forward pass: bounds hcnn/bilstm memory for long inputs
 
@@ -58,16 +60,18 @@ class Predictions:
     """The answers of one mode: row ``i`` of ``matrix`` answers the instance at request position
     ``positions[i]``."""
 
-    key: str  # SCORES or EMBEDDINGS
+    key: str  # SCORES, EMBEDDINGS or NEIGHBORS
     positions: np.ndarray  # (n,) int64, ascending
     matrix: np.ndarray  # (n, C) scores or (n, enc_dim) embeddings, float32, C-contiguous
+    objects: list[Any] | None = None  # NEIGHBORS: per row, [{"id": ..., "score": ...}, ...] best first
 
 
 def by_instance(groups: Sequence[Predictions]) -> list[dict[str, np.ndarray]]:
     """``[{key: row}, ...]`` in request order (tests and tools; the codec writes groups directly)."""
     out: list[dict[str, np.ndarray] | None] = [None] * sum(len(g.positions) for g in groups)
     for group in groups:
-        for position, row in zip(group.positions.tolist(), group.matrix):
+        rows = group.objects if group.objects is not None else group.matrix
+        for position, row in zip(group.positions.tolist(), rows):
             out[position] = {group.key: row}
     return out  # type: ignore[return-value]  # every position is filled by its group
 
@@ -87,10 +91,11 @@ class _Group:
     """Instances of one mode: their request positions and, per side used, their truncated ids
     (as lists, then flat once checked)."""
 
-    sides: tuple[int, ...]  # (0, 1) for scores, (0,) or (1,) for embeddings
+    sides: tuple[int, ...]  # (0, 1) for scores, (0,) or (1,) for embeddings and neighbours
     positions: list[int]
     seqs: tuple[list[list[int]], ...]  # one list of sequences per entry of ``sides``
     flat: list[tuple[np.ndarray, np.ndarray]] | None = None  # (ids, lengths) per entry of ``sides``
+    top_k: list[int] | None = None  # neighbours: each instance's k
 
 
 class Predictor:
@@ -109,6 +114,7 @@ class Predictor:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.text = loaded.text
+        self.catalog = loaded.catalog
         config = self.model.config
         self.vocab_sizes = (config.encoder(0).vocab_size, config.encoder(1).vocab_size)
         self.max_seq_lens = (config.encoder(0).max_seq_len, config.encoder(1).max_seq_len)
@@ -144,30 +150,45 @@ class Predictor:
             for group in groups.values():
                 outputs = list(self._run(group))  # (b, C) or (b, enc_dim) per batch
                 matrix = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-                results.append(Predictions(SCORES if len(group.sides) == 2 else EMBEDDINGS,
-                                           np.array(group.positions, dtype=np.int64),
+                positions = np.array(group.positions, dtype=np.int64)
+                if group.top_k is not None:
+                    results.append(self._neighbors(positions, matrix, group.top_k))
+                    continue
+                results.append(Predictions(SCORES if len(group.sides) == 2 else EMBEDDINGS, positions,
                                            np.ascontiguousarray(matrix, dtype=np.float32)))
         return results
+
+    def _neighbors(self, positions: np.ndarray, queries: np.ndarray, top_k: list[int]) -> Predictions:
+        """The catalog's best items for each query embedding, each cut to its instance's k."""
+        assert self.catalog is not None, "_structure_problem refuses top_k without a catalog"
+        scores, ids = self.catalog.search(queries, max(top_k))
+        objects = [[{"id": item, "score": score} for item, score in zip(row_ids[:k], row.tolist())]
+                   for row_ids, row, k in zip(ids, scores, top_k)]
+        return Predictions(NEIGHBORS, positions, np.zeros((len(positions), 0), np.float32), objects)
 
     # -- validation ------------------------------------------------------------------------------
 
     def _group(self, instances: Sequence[Any], limits: tuple[int, int],
                where: Callable[[int], str] | None
-               ) -> tuple[dict[tuple[int, ...], _Group], InvalidInstance | None]:
+               ) -> tuple[dict[tuple[Any, ...], _Group], InvalidInstance | None]:
         """Sort instances into modes, check their structure, tokenize their text and truncate their
         sequences; also returns the first text without tokens, if any."""
-        groups: dict[tuple[int, ...], _Group] = {}
+        groups: dict[tuple[Any, ...], _Group] = {}
         texts: tuple[list[_Text], list[_Text]] = ([], [])
         for index, instance in enumerate(instances):
-            problem = _structure_problem(instance, self.text)
+            problem = _structure_problem(instance, self.text) or self._top_k_problem(instance)
             if problem is not None:
                 self._check_ids(groups, where, self._tokenize(texts, limits, where))  # earlier ones
                 raise InvalidInstance(index, problem, where)
             sides = tuple(s for s in (0, 1) if SIDES[s] in instance)
-            group = groups.get(sides)
+            key = sides + ((TOP_K,) if TOP_K in instance else ())
+            group = groups.get(key)
             if group is None:
-                group = groups[sides] = _Group(sides, [], tuple([] for _ in sides))
+                group = groups[key] = _Group(sides, [], tuple([] for _ in sides),
+                                             top_k=[] if TOP_K in instance else None)
             group.positions.append(index)
+            if group.top_k is not None:
+                group.top_k.append(instance[TOP_K])
             for slot, side in enumerate(sides):
                 value, seqs = instance[SIDES[side]], group.seqs[slot]
                 if isinstance(value, str):
@@ -176,6 +197,20 @@ class Predictor:
                 else:
                     seqs.append(value[: limits[side]])
         return groups, self._tokenize(texts, limits, where)
+
+    def _top_k_problem(self, instance: dict) -> str | None:
+        """What is wrong with an instance's ``top_k``, or None (also when it has none)."""
+        if TOP_K not in instance:
+            return None
+        k = instance[TOP_K]
+        if self.catalog is None:
+            return ('"top_k" asks for neighbours from the catalog, but this model was trained without '
+                    'a catalog channel')
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_TOP_K:
+            return f'"top_k" must be an integer from 1 to {MAX_TOP_K}, got {_show(k)}'
+        if sum(side in instance for side in SIDES) != 1:
+            return '"top_k" needs exactly one of "in0" and "in1": the query'
+        return None
 
     def _tokenize(self, texts: tuple[list[_Text], list[_Text]], limits: tuple[int, int],
                   where: Callable[[int], str] | None) -> InvalidInstance | None:

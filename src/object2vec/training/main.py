@@ -25,9 +25,11 @@ import torch
 
 from object2vec.artifact import save_artifact
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
+from object2vec.data.catalog import Catalog, load_catalog
 from object2vec.data.records import Encoders, PairData, RecordRules, load_channel
 from object2vec.data.text_inputs import TextSides, build_text_encoders, text_sides
 from object2vec.errors import UserError
+from object2vec.neighbors import CatalogIndex, embed_catalog
 from object2vec.platform.memory import device_available, host_available
 from object2vec.platform.paths import SageMakerPaths
 from object2vec.platform.sagemaker_config import (
@@ -47,7 +49,7 @@ log = logging.getLogger("object2vec")
 
 DATA_CHANNELS = ("train", "validation", "test")
 TOKENIZERS_FILE = "object2vec-tokenizers.json"  # beside the checkpoint: see prepare_text
-KNOWN_CHANNELS = DATA_CHANNELS + ("auxiliary",)
+KNOWN_CHANNELS = DATA_CHANNELS + ("auxiliary", "catalog")
 LOG_FORMAT = "[%(asctime)s %(levelname)s %(process)d] %(message)s"
 EXIT_USER_ERROR, EXIT_INTERNAL_ERROR, EXIT_STOPPED = 2, 1, 128 + signal.SIGTERM
 T = TypeVar("T")
@@ -174,6 +176,19 @@ def prepare_text(paths: SageMakerPaths, hp: Hyperparameters, digest: dict[str, l
     return sides, (encoders[0], encoders[1])
 
 
+def catalog_index(model: torch.nn.Module, catalog: Catalog, hp: Hyperparameters,
+                  device: torch.device) -> CatalogIndex:
+    """Embed the catalog with the trained (best epoch's) model and index it."""
+    start = time.perf_counter()
+    vectors = embed_catalog(model, catalog, device)
+    embedded = time.perf_counter() - start
+    index = CatalogIndex.build(vectors, catalog.ids, catalog.side, hp.catalog_index, hp.catalog_ivf_lists,
+                               hp.catalog_ivf_probe, cosine=hp.catalog_similarity == "cosine")
+    log.info("catalog: %d items embedded in %.1f s, %s index built in %.1f s", len(catalog.ids), embedded,
+             index.kind, time.perf_counter() - start - embedded)
+    return index
+
+
 def _agreed(dist: DistEnv, step: Callable[[], T]) -> T:
     """Run a setup step on every rank; if it fails with a user error on any rank, fail everywhere with
     that rank's message (so every host reports the real cause, not a broken collective)."""
@@ -211,10 +226,15 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
         # text is tokenized on this process's share of the host's cores
         workers = max(1, len(os.sched_getaffinity(0)) // dist.local_world_size)
         channels = load_channels(paths, hp, names, sides, encoders, workers)
+        catalog = None
+        if dist.is_main and paths.channel_dir("catalog").is_dir():  # checked now, embedded at the end
+            rules = RecordRules.from_hyperparameters(hp, encoders, sides.origin)
+            catalog = load_catalog(paths.channel_dir("catalog"), rules)
+            log.info("channel catalog: %d items (in%d)", len(catalog.ids), catalog.side)
         check_memory(hp, dist)  # after the data is in memory, before the model is
-        return channels
+        return channels, catalog
 
-    channels = _agreed(dist, load)
+    channels, catalog = _agreed(dist, load)
     log.info("hyperparameters: %s", json.dumps(hp.to_dict(), sort_keys=True))
     log.info("enc0: %s", hp.enc0)
     log.info("enc1: %s", hp.enc1)
@@ -237,8 +257,10 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
              sum(p.numel() for p in trainer.model.parameters()))
     result = trainer.train()
     if dist.is_main:
+        index = catalog_index(trainer.model, catalog, hp, dist.device) if catalog else None
         save_artifact(paths.model_dir, trainer.model, hp,
-                      metadata={"best_epoch": result.best_epoch, "test": result.test}, text=encoders)
+                      metadata={"best_epoch": result.best_epoch, "test": result.test}, text=encoders,
+                      catalog=index)
         write_report(paths.output_data_dir, summary(result, finished=True))
         log.info("model written to %s", paths.model_dir)
     return result

@@ -1,0 +1,144 @@
+"""The ``catalog`` channel: the items a trained model answers ``top_k`` queries with.
+
+One item per line, ``{"id": "<string>" or <integer>, "in1": <ids or text>}`` (or ``in0``: the side
+whose encoder embeds the items; the same key on every line). A side is ids or text as the job's
+training data decided (:mod:`object2vec.data.text_inputs`); ids follow the training rules, text is
+tokenized with the side's tokenizer. Every problem names the file and line; duplicate ids name both
+lines.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from object2vec.data.records import RecordRules, Side, channel_files, numbered_lines
+from object2vec.errors import UserError
+from object2vec.sequences import FlatIds, Wording, sequence_problem
+from object2vec.text import UnencodableText
+
+SIDES = ("in0", "in1")
+BATCH = 16384  # texts tokenized together
+
+
+@dataclass
+class Catalog:
+    """The items: their ids (request order of the file), the side that embeds them, their tokens."""
+
+    ids: list[str | int]
+    side: int
+    tokens: Side
+
+
+def _show(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+_WORDING = Wording(quote="'", show_value=_show, show_id=_show, show_list=lambda v: _show(v, 80))
+
+
+class _Reader:
+    """Checks the catalog's lines one by one and collects ids and token sequences."""
+
+    def __init__(self, rules: RecordRules) -> None:
+        self.rules = rules
+        self.side: int | None = None
+        self.first = ""
+        self.ids: list[str | int] = []
+        self.seen: dict[str | int, str] = {}  # id -> where it was first
+        self.flat = FlatIds("i")
+        self.texts: list[tuple[str, str]] = []  # (where, text) waiting to be tokenized
+
+    def add(self, where: str, line: str) -> None:
+        try:
+            item = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise UserError(f"{where}: not valid JSON ({str(exc).split(';')[0]})") from None
+        if not isinstance(item, dict):
+            raise UserError(f"{where}: each catalog line must be a JSON object with \"id\" and \"in0\" "
+                            f"or \"in1\", got {type(item).__name__}")
+        key = self._key(where, item)
+        item_id = item.get("id")
+        if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or item_id == "":
+            raise UserError(f"{where}: \"id\" must be a non-empty string or an integer, got "
+                            f"{_show(item_id) if 'id' in item else 'none'}")
+        if item_id in self.seen:
+            raise UserError(f"{where}: duplicate id {_show(item_id)} (first at {self.seen[item_id]})")
+        self.seen[item_id] = where
+        self.ids.append(item_id)
+        self._tokens(where, key, item[key])
+
+    def _key(self, where: str, item: dict) -> str:
+        keys = [k for k in SIDES if k in item]
+        if len(keys) != 1:
+            raise UserError(f"{where}: a catalog item holds exactly one of \"in0\" and \"in1\" (the "
+                            f"side whose encoder embeds it), got {keys or 'neither'}")
+        side = SIDES.index(keys[0])
+        if self.side is None:
+            self.side, self.first = side, where
+        elif side != self.side:
+            raise UserError(f"{where}: item holds \"{keys[0]}\" but the catalog's items hold "
+                            f"\"{SIDES[self.side]}\" (as at {self.first}): one side for every item")
+        return keys[0]
+
+    def _tokens(self, where: str, key: str, value: Any) -> None:
+        side = SIDES.index(key)
+        encoder, max_len = self.rules.text[side], self.rules.max_seq_lens[side]
+        if encoder is not None:
+            if not isinstance(value, str):
+                raise UserError(f"{where}: '{key}' holds {_show(value)}, but this job's {key} is text")
+            self.texts.append((where, value))
+            if len(self.texts) == BATCH:
+                self._tokenize()
+            return
+        if isinstance(value, str):
+            raise UserError(f"{where}: '{key}' is text, but this job's {key} holds token ids")
+        problem = sequence_problem(key, value, max_len, self.rules.vocab_sizes[side])
+        if problem is not None:
+            text = problem.message(_WORDING)
+            raise UserError(f"{text} ({where})" if problem.place_last else f"{where}: {text}")
+        self.flat.append(value[:max_len])
+
+    def _tokenize(self) -> None:
+        assert self.side is not None
+        encoder = self.rules.text[self.side]
+        assert encoder is not None
+        try:
+            ids, lengths = encoder.encode([t for _, t in self.texts], self.rules.max_seq_lens[self.side])
+        except UnencodableText as exc:
+            raise UserError(f"{self.texts[exc.index][0]}: '{SIDES[self.side]}' {exc}") from None
+        empty = np.flatnonzero(lengths == 0)
+        if empty.size:
+            raise UserError(f"{self.texts[int(empty[0])][0]}: '{SIDES[self.side]}' is text without a "
+                            f"single token; each item needs at least one")
+        for seq in np.split(ids, np.cumsum(lengths)[:-1]):
+            self.flat.append(seq.tolist())
+        self.texts.clear()
+
+    def finish(self, channel_dir: Path) -> Catalog:
+        if self.texts:
+            self._tokenize()
+        if self.side is None:
+            raise UserError(f"channel 'catalog' has no items in {channel_dir}")
+        ids, lengths = self.flat.arrays()
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return Catalog(self.ids, self.side, Side(ids.astype(np.int32), offsets))
+
+
+def load_catalog(channel_dir: Path, rules: RecordRules) -> Catalog:
+    """Read and check every item of the catalog channel.
+
+    Raises:
+        UserError: the channel is empty or an item is invalid (file and line), or an id repeats.
+    """
+    reader = _Reader(rules)
+    for path in channel_files(channel_dir):
+        for number, line in numbered_lines(path):
+            reader.add(f"{path}, line {number}", line)
+    return reader.finish(channel_dir)

@@ -1,0 +1,74 @@
+"""object2vec.neighbors: exact and ivf indexes over a catalog's embeddings, cosine or inner product,
+saved and loaded without pickle, checked against the model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from object2vec.errors import UserError
+from object2vec.neighbors import CatalogIndex
+
+
+def vectors(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+
+
+def exact_cosine(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    a = items / np.linalg.norm(items, axis=1, keepdims=True)
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    return np.argsort(-(q @ a.T), axis=1, kind="stable")[:, :k]
+
+
+def test_flat_is_exact_cosine_best_first():
+    items, queries = vectors(500), vectors(20, seed=1)
+    index = CatalogIndex.build(items, [f"item{i}" for i in range(500)], side=1)
+    assert index.kind == "flat"
+    scores, ids = index.search(queries, 5)
+    assert ids == [[f"item{i}" for i in row] for row in exact_cosine(items, queries, 5)]
+    assert np.all(np.diff(scores, axis=1) <= 1e-6) and np.all(np.abs(scores) <= 1 + 1e-5)
+
+
+def test_inner_product_ranks_by_the_raw_dot_product():
+    items = np.array([[1, 0], [10, 10]], np.float32)
+    query = np.array([[1, 0.2]], np.float32)
+    assert CatalogIndex.build(items, ["a", "b"], 1, cosine=False).search(query, 1)[1] == [["b"]]
+    assert CatalogIndex.build(items, ["a", "b"], 1).search(query, 1)[1] == [["a"]]
+
+
+def test_k_larger_than_the_catalog_gives_every_item():
+    scores, ids = CatalogIndex.build(vectors(3), [1, 2, 3], 0).search(vectors(2, seed=3), 10)
+    assert [sorted(row) for row in ids] == [[1, 2, 3], [1, 2, 3]] and scores.shape == (2, 3)
+
+
+def test_ivf_finds_most_exact_neighbours():
+    items, queries = vectors(4000, 32), vectors(50, 32, seed=2)
+    index = CatalogIndex.build(items, list(range(4000)), 1, kind="ivf", lists=40, probe=20)
+    assert index.kind == "ivf"
+    _, ids = index.search(queries, 10)
+    truth = exact_cosine(items, queries, 10)
+    recall = np.mean([len(set(got) & set(true.tolist())) / 10 for got, true in zip(ids, truth)])
+    assert recall >= 0.9, recall
+
+
+def test_auto_is_flat_up_to_the_threshold(monkeypatch):
+    monkeypatch.setattr("object2vec.neighbors.EXACT_MAX", 100)
+    assert CatalogIndex.build(vectors(100), list(range(100)), 1).kind == "flat"
+    assert CatalogIndex.build(vectors(101), list(range(101)), 1).kind == "ivf"
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_save_and_load_round_trip(tmp_path, kind):
+    items = vectors(600)
+    index = CatalogIndex.build(items, [f"x{i}" for i in range(600)], 0, kind=kind, lists=8, probe=8)
+    described = index.save(tmp_path)
+    assert described == {"index": "catalog.faiss", "ids": "catalog.json", "kind": kind, "items": 600}
+    loaded = CatalogIndex.load(tmp_path, enc_dim=16)
+    assert loaded.side == 0 and loaded.ids == index.ids and loaded.kind == kind
+    queries = vectors(5, seed=9)
+    assert loaded.search(queries, 4)[1] == index.search(queries, 4)[1]
+    with pytest.raises(UserError, match="not this model's catalog"):
+        CatalogIndex.load(tmp_path, enc_dim=32)
+    (tmp_path / "catalog.faiss").write_bytes(b"nonsense")
+    with pytest.raises(UserError, match="cannot read the model's catalog"):
+        CatalogIndex.load(tmp_path, enc_dim=16)
