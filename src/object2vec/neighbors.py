@@ -25,13 +25,14 @@ import numpy as np
 import torch
 
 from object2vec.data.catalog import Catalog
+from object2vec.data.records import Side
 from object2vec.errors import UserError
 from object2vec.model.tokens import Tokens
 
 log = logging.getLogger(__name__)
 
 EXACT_MAX = 100_000  # catalog_index=auto: exact search up to this many items, ivf above
-INDEX_FILE, IDS_FILE = "catalog.faiss", "catalog.json"
+INDEX_FILE, IDS_FILE, TOKENS_FILE = "catalog.faiss", "catalog.json", "catalog-tokens.npz"
 TRAIN_SAMPLE = 256  # ivf: k-means training points per cell (FAISS warns below 39)
 EMBED_BATCH = 1024  # items per forward pass when the catalog is embedded
 
@@ -65,10 +66,12 @@ class CatalogIndex:
     ids: list[str | int]
     side: int  # which encoder embedded the items (0 or 1)
     cosine: bool = True
+    tokens: Side | None = None  # the items' token sequences (for re-ranking with the pair model)
 
     @classmethod
     def build(cls, vectors: np.ndarray, ids: list[str | int], side: int, kind: str = "auto",
-              lists: int = 0, probe: int = 32, cosine: bool = True) -> CatalogIndex:
+              lists: int = 0, probe: int = 32, cosine: bool = True,
+              tokens: Side | None = None) -> CatalogIndex:
         """Index ``vectors (n, d)`` (float32). ``lists=0``: about ``4 * sqrt(n)`` ivf cells."""
         x = np.ascontiguousarray(vectors, dtype=np.float32)
         if cosine:
@@ -83,28 +86,41 @@ class CatalogIndex:
             index.train(x[np.sort(sample)])
             index.nprobe = min(probe, cells)
         index.add(x)
-        return cls(index, list(ids), side, cosine)
+        return cls(index, list(ids), side, cosine, tokens)
 
     @property
     def kind(self) -> str:
         return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str | int]]]:
-        """The ``k`` best items of each query ``(q, d)``: ``scores (q, k')`` best first and their ids,
-        ``k' = min(k, items)``."""
+    def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` best items of each query ``(q, d)``: ``scores (q, k')`` best first and their
+        rows ``(q, k')``, ``k' = min(k, items)``; an ivf search that finds fewer than k items in its
+        cells fills the rest with row -1."""
         x = np.ascontiguousarray(queries, dtype=np.float32)
         if self.cosine:
             faiss.normalize_L2(x)
-        scores, rows = self.index.search(x, min(k, len(self.ids)))
-        # an ivf search can find fewer than k items in its cells: those slots come back as -1
+        return self.index.search(x, min(k, len(self.ids)))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str | int]]]:
+        """:meth:`search_rows` with the items' ids in place of rows."""
+        scores, rows = self.search_rows(queries, k)
         return scores, [[self.ids[r] for r in row if r >= 0] for row in rows]
+
+    def item_tokens(self, rows: np.ndarray) -> list[np.ndarray]:
+        """The token ids of the items at ``rows``."""
+        assert self.tokens is not None
+        offsets = self.tokens.offsets
+        return [self.tokens.ids[offsets[r]:offsets[r + 1]] for r in rows]
 
     def save(self, model_dir: Path) -> dict[str, str]:
         """Write the index and ids; the artifact's description of them."""
         faiss.write_index(self.index, str(model_dir / INDEX_FILE))
+        if self.tokens is not None:  # numpy arrays only: read back with allow_pickle=False
+            np.savez(model_dir / TOKENS_FILE, ids=self.tokens.ids, offsets=self.tokens.offsets)
         (model_dir / IDS_FILE).write_text(json.dumps({"side": f"in{self.side}", "cosine": self.cosine,
                                                       "ids": self.ids}))
-        return {"index": INDEX_FILE, "ids": IDS_FILE, "kind": self.kind, "items": len(self.ids)}
+        described = {"index": INDEX_FILE, "ids": IDS_FILE, "kind": self.kind, "items": len(self.ids)}
+        return described | ({"tokens": TOKENS_FILE} if self.tokens is not None else {})
 
     @classmethod
     def load(cls, model_dir: Path, enc_dim: int) -> CatalogIndex:
@@ -118,9 +134,16 @@ class CatalogIndex:
             index = faiss.read_index(str(where))
             saved = json.loads((model_dir / IDS_FILE).read_text())
             ids, side, cosine = saved["ids"], int(saved["side"][-1]), bool(saved["cosine"])
+            tokens = None
+            if (model_dir / TOKENS_FILE).is_file():
+                with np.load(model_dir / TOKENS_FILE, allow_pickle=False) as saved_tokens:
+                    tokens = Side(saved_tokens["ids"], saved_tokens["offsets"])
         except (RuntimeError, OSError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"cannot read the model's catalog ({where}, {IDS_FILE}): {exc}") from None
+        if tokens is not None and len(tokens.offsets) != len(ids) + 1:
+            raise UserError(f"{model_dir / TOKENS_FILE} holds {len(tokens.offsets) - 1} items for "
+                            f"{len(ids)} ids: not this model's catalog")
         if index.d != enc_dim or index.ntotal != len(ids):
             raise UserError(f"{where} holds {index.ntotal} vectors of size {index.d} for {len(ids)} ids, "
                             f"but the model's embeddings have size {enc_dim}: not this model's catalog")
-        return cls(index, ids, side, cosine)
+        return cls(index, ids, side, cosine, tokens)

@@ -66,7 +66,8 @@ def test_the_artifact_holds_the_index_and_ids(catalog_server):
     _, _, base = catalog_server
     desc = json.loads((base / "model" / "object2vec.json").read_text())
     assert desc["format_version"] == 2
-    assert desc["catalog"] == {"index": "catalog.faiss", "ids": "catalog.json", "kind": "flat", "items": 150}
+    assert desc["catalog"] == {"index": "catalog.faiss", "ids": "catalog.json", "kind": "flat", "items": 150,
+                               "tokens": "catalog-tokens.npz"}
     loaded = load_artifact(base / "model")
     assert loaded.catalog.ids == [item["id"] for item in ITEMS] and loaded.catalog.side == 1
 
@@ -131,3 +132,43 @@ def test_a_bad_catalog_fails_the_job_before_training(tmp_path):
     failure = (base / "output" / "failure").read_text()
     assert 'items.jsonl, line 3: duplicate id "item-0" (first at' in failure
     assert "#quality_metric" not in run.stdout  # checked before the first epoch
+
+
+def test_rerank_orders_the_nearest_items_by_the_pair_model(catalog_server):
+    server, predictor, _ = catalog_server
+    query = [1, 2, 3]
+    got = ok_json(invoke(server, {"instances": [{"in0": query, "top_k": 4, "rerank": True}]}))[0]
+    ids = [n["id"] for n in got["neighbors"]]
+    scores = [n["score"] for n in got["neighbors"]]
+    assert len(ids) == 4 == len(set(ids)) and scores == sorted(scores, reverse=True)
+    item = {i["id"]: i["in1"] for i in ITEMS}
+    pairs = by_instance(predictor.predict([{"in0": query, "in1": item[i]} for i in item]))
+    model_score = {i: float(p["scores"][1]) for i, p in zip(item, pairs)}  # P(label 1)
+    assert scores == pytest.approx([model_score[i] for i in ids], abs=1e-5)
+    # 100 of the 150 items are candidates: the best reranked one beats at least 100 - 1 of them
+    assert sum(s <= scores[0] + 1e-6 for s in model_score.values()) >= 100
+
+
+@pytest.mark.parametrize("instance, words", [
+    ({"in0": [1], "top_k": 2, "rerank": "yes"}, ['"rerank" must be true or false, got "yes"']),
+    ({"in1": [1], "top_k": 2, "rerank": True}, ['the query must be the other side than the catalog\'s '
+                                                'items ("in0")']),
+])
+def test_rerank_problems_are_400s(catalog_server, instance, words):
+    server, _, _ = catalog_server
+    status, _, body = invoke(server, {"instances": [instance]})
+    assert status == 400, body
+    for word in words:
+        assert word in json.loads(body)["error"], body
+
+
+def test_a_response_of_neighbours_over_the_payload_limit_is_a_413(catalog_server):
+    from object2vec.serving.app import create_app
+
+    _, predictor, _ = catalog_server
+    client = create_app(predictor, max_payload_mb=1).test_client()
+    many = {"instances": [{"in0": [i % 40], "top_k": 150} for i in range(300)]}
+    resp = client.post("/invocations", json=many)
+    assert resp.status_code == 413
+    assert "over the 1 MB payload limit" in resp.get_json()["error"] and "top_k" in resp.get_json()["error"]
+    assert client.post("/invocations", json={"instances": many["instances"][:5]}).status_code == 200

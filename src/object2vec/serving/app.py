@@ -150,8 +150,14 @@ def create_app(predictor: PredictorLike | Callable[[], PredictorLike], *, worker
         response = codec.negotiate_accept(request.headers.get("Accept"), fmt)
         decoded = codec.decode(_read_body(max_bytes), fmt)
         predictions = model.predict(decoded.instances, fmt.max_seqlens, where=decoded.where)
-        return Response(codec.encode(predictions, response), status=200,
-                        content_type=response.content_type)
+        body = codec.encode(predictions, response)
+        if len(body) > max_bytes and any(p.objects is not None for p in predictions):
+            # neighbours multiply a response by top_k: keep it within what SageMaker passes on
+            raise codec.PayloadTooLarge(
+                f"the response would be {len(body) / 2**20:.1f} MB, over the {max_payload_mb} MB "
+                f"payload limit (SAGEMAKER_MAX_PAYLOAD_IN_MB): ask for fewer neighbours (top_k) or "
+                f"send fewer instances per request")
+        return Response(body, status=200, content_type=response.content_type)
 
     @app.errorhandler(UserError)
     def user_error(exc: UserError) -> Response:

@@ -29,8 +29,9 @@ from object2vec.text import UnencodableText
 
 SIDES = ("in0", "in1")
 SCORES, EMBEDDINGS, NEIGHBORS = "scores", "embeddings", "neighbors"
-TOP_K = "top_k"
+TOP_K, RERANK = "top_k", "rerank"
 MAX_TOP_K = 1000  # neighbours one instance may ask for
+RERANK_CANDIDATES = 100  # rerank: at least this many nearest items (and 10 x top_k) scored by the model
 BATCH_SIZE = 1024  # instances per forward pass
 TOKEN_BUDGET = 1 << 18  # padded tokens per forward pass: bounds hcnn/bilstm memory for long inputs
 
@@ -96,6 +97,7 @@ class _Group:
     seqs: tuple[list[list[int]], ...]  # one list of sequences per entry of ``sides``
     flat: list[tuple[np.ndarray, np.ndarray]] | None = None  # (ids, lengths) per entry of ``sides``
     top_k: list[int] | None = None  # neighbours: each instance's k
+    rerank: list[bool] | None = None  # neighbours: whether the pair model orders them
 
 
 class Predictor:
@@ -152,19 +154,52 @@ class Predictor:
                 matrix = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
                 positions = np.array(group.positions, dtype=np.int64)
                 if group.top_k is not None:
-                    results.append(self._neighbors(positions, matrix, group.top_k))
+                    results.append(self._neighbors(group, positions, matrix))
                     continue
                 results.append(Predictions(SCORES if len(group.sides) == 2 else EMBEDDINGS, positions,
                                            np.ascontiguousarray(matrix, dtype=np.float32)))
         return results
 
-    def _neighbors(self, positions: np.ndarray, queries: np.ndarray, top_k: list[int]) -> Predictions:
-        """The catalog's best items for each query embedding, each cut to its instance's k."""
-        assert self.catalog is not None, "_structure_problem refuses top_k without a catalog"
-        scores, ids = self.catalog.search(queries, max(top_k))
-        objects = [[{"id": item, "score": score} for item, score in zip(row_ids[:k], row.tolist())]
-                   for row_ids, row, k in zip(ids, scores, top_k)]
+    def _neighbors(self, group: _Group, positions: np.ndarray, queries: np.ndarray) -> Predictions:
+        """The catalog's best items for each query embedding, each cut to its instance's k; with
+        ``rerank``, the nearest candidates ordered by the pair model's score instead."""
+        catalog = self.catalog
+        assert catalog is not None and group.top_k is not None and group.rerank is not None
+        wanted = [max(RERANK_CANDIDATES, 10 * k) if rerank else k
+                  for k, rerank in zip(group.top_k, group.rerank)]
+        scores, rows = catalog.search_rows(queries, max(wanted))
+        assert group.flat is not None
+        ids, lengths = group.flat[0]
+        begins = np.cumsum(lengths) - lengths
+        objects = []
+        for i, (k, rerank) in enumerate(zip(group.top_k, group.rerank)):
+            found = rows[i][: wanted[i]]
+            found = found[found >= 0]
+            if rerank:
+                query = ids[begins[i]: begins[i] + lengths[i]]
+                objects.append(self._rerank(group.sides[0], query, found, k))
+            else:
+                objects.append([{"id": catalog.ids[r], "score": s}
+                                for r, s in zip(found[:k].tolist(), scores[i][:k].tolist())])
         return Predictions(NEIGHBORS, positions, np.zeros((len(positions), 0), np.float32), objects)
+
+    def _rerank(self, side: int, query: np.ndarray, rows: np.ndarray, k: int) -> list[dict[str, Any]]:
+        """The ``k`` of the catalog's ``rows`` that the pair model scores highest with ``query``
+        (on ``side``; the items on the other): the regression value, or the expected class
+        ``sum_c c * p_c`` (P(label 1) for two classes)."""
+        catalog = self.catalog
+        assert catalog is not None
+        items = catalog.item_tokens(rows)
+        queries = [query] * len(items)
+        in0, in1 = (queries, items) if side == 0 else (items, queries)
+        out = np.concatenate([
+            self.model.scores(_tokens(in0[b: b + self.batch_size]).to(self.device),
+                              _tokens(in1[b: b + self.batch_size]).to(self.device)).float().cpu().numpy()
+            for b in range(0, len(items), self.batch_size)])  # (C, classes) or (C, 1)
+        regression = self.loaded.hyperparameters.is_regression
+        score = out[:, 0] if regression else out @ np.arange(out.shape[1], dtype=np.float32)
+        order = np.argsort(-score, kind="stable")[:k]
+        return [{"id": catalog.ids[int(rows[o])], "score": float(score[o])} for o in order]
 
     # -- validation ------------------------------------------------------------------------------
 
@@ -184,11 +219,14 @@ class Predictor:
             key = sides + ((TOP_K,) if TOP_K in instance else ())
             group = groups.get(key)
             if group is None:
+                neighbours = TOP_K in instance
                 group = groups[key] = _Group(sides, [], tuple([] for _ in sides),
-                                             top_k=[] if TOP_K in instance else None)
+                                             top_k=[] if neighbours else None,
+                                             rerank=[] if neighbours else None)
             group.positions.append(index)
             if group.top_k is not None:
                 group.top_k.append(instance[TOP_K])
+                group.rerank.append(instance.get(RERANK, False))
             for slot, side in enumerate(sides):
                 value, seqs = instance[SIDES[side]], group.seqs[slot]
                 if isinstance(value, str):
@@ -210,6 +248,14 @@ class Predictor:
             return f'"top_k" must be an integer from 1 to {MAX_TOP_K}, got {_show(k)}'
         if sum(side in instance for side in SIDES) != 1:
             return '"top_k" needs exactly one of "in0" and "in1": the query'
+        rerank = instance.get(RERANK, False)
+        if not isinstance(rerank, bool):
+            return f'"rerank" must be true or false, got {_show(rerank)}'
+        if rerank and (SIDES[self.catalog.side] in instance or self.catalog.tokens is None):
+            return (f'"rerank" scores the query with each candidate item, so the query must be the '
+                    f'other side than the catalog\'s items ("{SIDES[1 - self.catalog.side]}")'
+                    if self.catalog.tokens is not None else
+                    '"rerank" needs a model whose catalog keeps its items\' tokens')
         return None
 
     def _tokenize(self, texts: tuple[list[_Text], list[_Text]], limits: tuple[int, int],
@@ -287,6 +333,12 @@ class Predictor:
             else:
                 out = self.model.encode(group.sides[0], batch[0])  # (b, enc_dim)
             yield out.float().cpu().numpy()
+
+
+def _tokens(seqs: Sequence[np.ndarray]) -> Tokens:
+    """Sequences of ids (numpy) as one :class:`Tokens` batch."""
+    lengths = np.fromiter(map(len, seqs), np.int64, len(seqs))
+    return Tokens.from_flat(np.concatenate(seqs).astype(np.int64), lengths)
 
 
 def _batch(ids: np.ndarray, lengths: np.ndarray, begins: np.ndarray, start: int,

@@ -183,7 +183,8 @@ def catalog_index(model: torch.nn.Module, catalog: Catalog, hp: Hyperparameters,
     vectors = embed_catalog(model, catalog, device)
     embedded = time.perf_counter() - start
     index = CatalogIndex.build(vectors, catalog.ids, catalog.side, hp.catalog_index, hp.catalog_ivf_lists,
-                               hp.catalog_ivf_probe, cosine=hp.catalog_similarity == "cosine")
+                               hp.catalog_ivf_probe, cosine=hp.catalog_similarity == "cosine",
+                               tokens=catalog.tokens)
     log.info("catalog: %d items embedded in %.1f s, %s index built in %.1f s", len(catalog.ids), embedded,
              index.kind, time.perf_counter() - start - embedded)
     return index
