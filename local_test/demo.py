@@ -1,25 +1,27 @@
 #!/usr/bin/env python3
-"""End-to-end demo on MovieLens 100k: generate a SageMaker tree, train through ``container/train``,
-serve through ``container/serve``, and ask the server for ratings and movie embeddings.
+"""End-to-end demo: text in and neighbours out on NewsArticles, then ratings, recommendations and
+similar movies on MovieLens 100k -- each trained through ``container/train`` and queried through
+``container/serve`` like a deployed endpoint.
 
-    make demo                                     # the whole of MovieLens 100k: about a minute
-    .venv/bin/python local_test/demo.py --quick   # a small subset and model
+    make demo                                     # both parts: about two minutes on 2 CPUs
+    .venv/bin/python local_test/demo.py --quick   # small subsets and models
 
 Steps, each with a deadline; any failure prints the reason and exits 1:
 
-1. ``.demo/movielens/`` (repo root, gitignored): a fresh ``/opt/ml`` tree, 90,570 train / 9,430
-   validation ratings.
-2. ``container/train`` with ``SAGEMAKER_BASE_DIR=.demo/movielens``, its log streamed; the metric
-   lines SageMaker scrapes (object2vec.md section 6.1) are parsed and summarised.
-3. ``container/serve`` on a free loopback port; ``/ping`` polled until 200.
-4. Predicted vs actual ratings of held-out (user, movie) pairs, a user's top picks, and the nearest
-   movies of a few well-known ones by cosine similarity of their enc1 embeddings.
-5. The server is stopped with SIGTERM (SIGKILL if it does not exit).
+1. NewsArticles (``.demo/news``): (sentence, rest of its article) pairs as raw text, the articles
+   as the ``catalog`` channel; the job trains its own tokenizer and indexes the articles. Typed
+   queries get their nearest articles from ``/invocations`` (``top_k``).
+2. MovieLens (``.demo/movielens``): 90,570 train / 9,430 validation ratings, the movies as the
+   catalog (``in1``: the movie id). Predicted vs actual ratings, a user's recommendations
+   (``top_k`` with ``rerank``: the nearest movies by embedding, ordered by predicted rating) and
+   the nearest movies of well-known ones (``top_k`` on ``in1``).
+3. Each server is stopped with SIGTERM (SIGKILL if it does not exit).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -30,16 +32,29 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
 import make_test_dir
 import numpy as np
+from o2vtools.tree import resource_config, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_DIR = REPO / ".demo" / "movielens"  # .demo/compose is docker/make_compose_tree.py's
+NEWS_DIR = REPO / ".demo" / "news"
+NEWS_ARTICLES = 1500  # articles in the news demo (--quick: 300); the catalog holds them all
+NEWS_QUERIES = ("stock markets fell after the central bank raised interest rates",
+                "the president met foreign leaders at the summit",
+                "the team won the championship final", "a new smartphone with a better camera")
+NEWS_HYPERPARAMETERS = {  # the document notebook's shape with this container's retrieval extensions
+    "enc0_network": "pooled_embedding", "enc1_network": "enc0", "tied_token_embedding_weight": "true",
+    "enc0_tokenizer": "wordlevel", "enc0_vocab_size": "20000", "enc0_max_seq_len": "400",
+    "enc_dim": "256", "comparator_list": "hadamard", "mlp_layers": "1", "mlp_dim": "256",
+    "negative_sampling_rate": "1", "token_embedding_storage_type": "row_sparse", "optimizer": "adam",
+    "learning_rate": "0.003", "mini_batch_size": "256", "epochs": "3", "early_stopping_patience": "2",
+    "in_batch_softmax_weight": "1", "token_weighting": "idf"}
 TRAIN = REPO / "container" / "train"
 SERVE = REPO / "container" / "serve"
 DEMO_EPOCHS = 8  # early stopping (patience 3) usually ends it after 4-6 epochs, ~5 s each on 2 CPUs
@@ -47,7 +62,6 @@ TRAIN_DEADLINE_S = 900
 PING_DEADLINE_S = 120
 REQUEST_TIMEOUT_S = 60
 STOP_GRACE_S = 30  # SageMaker's own SIGTERM -> SIGKILL gap for serving
-EMBEDDING_CHUNK = 400  # movies per embeddings request, well under the 6 MB body limit
 MIN_RATINGS_FOR_NEIGHBOURS = 50  # rarely rated movies have barely trained embeddings
 FAMOUS_MOVIES = (50, 1, 195, 127, 100)  # Star Wars, Toy Story, Terminator, Godfather, Fargo
 DEMO_USERS = (1, 42, 405)
@@ -240,24 +254,6 @@ def predict_ratings(url: str, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
     return np.array([p["scores"][0] for p in predictions], dtype=np.float64)
 
 
-def movie_embeddings(url: str, movies: Sequence[int]) -> np.ndarray:
-    """The enc1 embedding of each movie, shape (len(movies), enc_dim)."""
-    rows = []
-    for start in range(0, len(movies), EMBEDDING_CHUNK):
-        chunk = movies[start:start + EMBEDDING_CHUNK]
-        rows += [p["embeddings"] for p in invoke(url, [{"in1": [m]} for m in chunk])]
-    return np.asarray(rows, dtype=np.float64)
-
-
-def nearest(embeddings: np.ndarray, movies: Sequence[int], query: int, k: int = 5) -> list[tuple]:
-    """The ``k`` movies closest to ``query`` by cosine similarity: ``[(movie, cosine), ...]``."""
-    unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
-    q = list(movies).index(query)
-    cosine = unit @ unit[q]
-    order = [j for j in np.argsort(-cosine) if j != q][:k]
-    return [(movies[j], float(cosine[j])) for j in order]
-
-
 # --------------------------------------------------------------------------------------------------
 # Report
 
@@ -296,31 +292,64 @@ def report_ratings(url: str, validation: datasets.Ratings, titles: dict[int, str
               f"predicted {guess:.2f}")
 
 
-def report_top_picks(url: str, ratings: datasets.Ratings, titles: dict[int, str],
-                     popular: list[int], user: int = DEMO_USERS[0], k: int = 5) -> None:
-    """The highest predicted ratings among popular movies ``user`` has not rated."""
+def neighbours(url: str, instances: list[dict]) -> list[list[tuple[object, float]]]:
+    """``top_k`` instances -> their ``[(id, score), ...]``, best first."""
+    return [[(n["id"], n["score"]) for n in p["neighbors"]] for p in invoke(url, instances)]
+
+
+def report_recommendations(url: str, ratings: datasets.Ratings, titles: dict[int, str],
+                           user: int = DEMO_USERS[0], k: int = 5) -> None:
+    """A user's top movies: the catalog's nearest by embedding, re-ranked by predicted rating."""
     seen = set(ratings.items[ratings.users == user].tolist())
-    candidates = [m for m in popular if m not in seen]
-    predicted = predict_ratings(url, [(user, m) for m in candidates])
-    print_header(f"top {k} predicted among the {len(candidates)} popular movies user {user} "
-                 f"has not rated")
-    for j in np.argsort(-predicted)[:k]:
-        print(f"  {predicted[j]:.2f}  {titles.get(candidates[j], candidates[j])}")
+    [found] = neighbours(url, [{"in0": [user], "top_k": k + len(seen), "rerank": True}])
+    print_header(f"recommended to user {user} (top_k with rerank: the movies nearest by embedding, "
+                 f"ordered by the model's predicted rating; the {len(seen)} they rated left out)")
+    for movie, score in [(m, s) for m, s in found if m not in seen][:k]:
+        print(f"  {score:.2f}  {titles.get(movie, movie)}")
 
 
-def report_neighbours(url: str, titles: dict[int, str], popular: list[int]) -> None:
-    """Nearest movies of a few well-known ones, by cosine of enc1 embeddings."""
-    embeddings = movie_embeddings(url, popular)
-    print_header(f"nearest movies by cosine of enc1 embeddings ({embeddings.shape[1]}-d, "
-                 f"{len(popular)} movies with >= {MIN_RATINGS_FOR_NEIGHBOURS} ratings)")
+def report_similar_movies(url: str, titles: dict[int, str], popular: list[int]) -> None:
+    """Nearest movies of a few well-known ones: top_k over the catalog by cosine of enc1."""
+    print_header("nearest movies (top_k on in1: cosine of the movies' enc1 embeddings)")
     print("  (a few CPU epochs of a small model: expect loose neighbourhoods; AWS's notebook used "
           "enc_dim 1024 on a GPU)")
-    for query in FAMOUS_MOVIES:
-        if query not in popular:
-            continue
-        neighbours = ", ".join(f"{titles.get(m, m)} ({c:.2f})" for m, c in nearest(
-            embeddings, popular, query, k=4))
-        print(f"  {titles.get(query, query)}\n      -> {neighbours}")
+    queries = [m for m in FAMOUS_MOVIES if m in popular]
+    for query, found in zip(queries, neighbours(url, [{"in1": [m], "top_k": 5} for m in queries])):
+        others = ", ".join(f"{titles.get(movie, movie)} ({score:.2f})" for movie, score in found
+                           if movie != query)
+        print(f"  {titles[query]}\n      -> {others}")
+
+
+def news_demo(base: Path, quick: bool) -> None:
+    """Text in, neighbours out: train on raw sentence/article text with the articles as the
+    catalog, then ask for the articles nearest to a few typed queries."""
+    articles = datasets.load_news_articles()
+    articles = datasets.sample([a for a in articles if a.title], 300 if quick else NEWS_ARTICLES)
+    pairs = datasets.positive_pairs(articles, 2 if quick else 4)
+    print_header(f"writing the NewsArticles text tree to {base}")
+    make_test_dir.prepare_dir(base)
+    hp = {**NEWS_HYPERPARAMETERS, **({"enc_dim": "64", "epochs": "1"} if quick else {})}
+    write_config(base, hp, ["train", "catalog"], resource_config())
+    data = base / "input" / "data"
+    datasets.write_jsonl(data / "train" / "train.jsonl", datasets.shuffled(
+        [{"label": 1, "in0": sentence, "in1": document} for sentence, document in pairs]))
+    datasets.write_jsonl(data / "catalog" / "articles.jsonl",  # titles repeat: ids do not
+                         [{"id": a.article_id, "in1": a.text} for a in articles])
+    print(f"  {len(pairs)} (sentence, rest of article) pairs as raw text, {len(articles)} articles "
+          f"in the catalog; no vocabulary file: the job trains a wordlevel tokenizer")
+    print_header("container/train (NewsArticles)")
+    start = time.monotonic()
+    run_training(base)
+    print_header(f"training finished in {time.monotonic() - start:.0f} s")
+    with serving(base) as url:
+        found = neighbours(url, [{"in0": query, "top_k": 3} for query in NEWS_QUERIES])
+        print_header(f"nearest articles to typed queries (top_k over the catalog's {len(articles)} "
+                     f"articles: cosine of enc0(query) and the articles' embeddings)")
+        titles = {a.article_id: a.title for a in articles}
+        for query, best in zip(NEWS_QUERIES, found):
+            print(f"  \"{query}\"")
+            for article, score in best:
+                print(f"      {score:.2f}  {titles[article][:90]}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -330,6 +359,7 @@ def report_neighbours(url: str, titles: dict[int, str], popular: list[int]) -> N
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dir", type=Path, default=DEMO_DIR, help=f"tree (default {DEMO_DIR})")
+    parser.add_argument("--news-dir", type=Path, default=NEWS_DIR, help=f"tree (default {NEWS_DIR})")
     parser.add_argument("--epochs", type=make_test_dir.positive_int, default=None,
                         help=f"epochs (default {DEMO_EPOCHS}; early stopping may end sooner)")
     parser.add_argument("--quick", action="store_true",
@@ -337,11 +367,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def serve_and_query(base: Path, train: datasets.Ratings, validation: datasets.Ratings) -> None:
-    """Start the server, run the reports, stop the server."""
-    titles = datasets.load_movielens_titles()
-    counts = np.bincount(train.items)
-    popular = [int(m) for m in np.flatnonzero(counts >= MIN_RATINGS_FOR_NEIGHBOURS)]
+@contextlib.contextmanager
+def serving(base: Path) -> Iterator[str]:
+    """``container/serve`` on ``base`` at a free port, ready; its URL. Stopped afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = base / "serve.log"
@@ -349,22 +377,36 @@ def serve_and_query(base: Path, train: datasets.Ratings, validation: datasets.Ra
     proc = start_server(base, port, log_path)
     try:
         print(f"  /ping answered 200 after {wait_ready(proc, url, log_path):.1f} s")
-        report_ratings(url, validation, titles)
-        report_top_picks(url, datasets.load_movielens_ratings(), titles, popular)
-        report_neighbours(url, titles, popular)
+        yield url
     finally:
         code = stop_process(proc)
         print_header(f"server stopped (SIGTERM), exit status {code}")
 
 
+def serve_and_query(base: Path, train: datasets.Ratings, validation: datasets.Ratings) -> None:
+    """Start the server, run the reports, stop the server."""
+    titles = datasets.load_movielens_titles()
+    counts = np.bincount(train.items)
+    popular = [int(m) for m in np.flatnonzero(counts >= MIN_RATINGS_FOR_NEIGHBOURS)]
+    with serving(base) as url:
+        report_ratings(url, validation, titles)
+        report_recommendations(url, datasets.load_movielens_ratings(), titles)
+        report_similar_movies(url, titles, popular)
+
+
 def run_demo(args: argparse.Namespace) -> None:
     """All the steps; raises :class:`DemoError` (or a dataset/OS error) on the first failure."""
+    news_demo(args.news_dir.resolve(), args.quick)
     base = args.dir.resolve()
     epochs = args.epochs or (make_test_dir.QUICK_EPOCHS if args.quick else DEMO_EPOCHS)
     users = make_test_dir.QUICK_USERS if args.quick else None
     print_header(f"writing the MovieLens 100k SageMaker tree to {base}")
     counts = make_test_dir.make_tree(base, epochs, quick=args.quick, max_users=users)
-    print("  " + ", ".join(f"{name}: {n} ratings" for name, n in counts.items())
+    titles = datasets.load_movielens_titles()  # the catalog: every movie (titles repeat: ids do not)
+    counts["catalog"] = datasets.write_jsonl(base / "input" / "data" / "catalog" / "movies.jsonl",
+                                             [{"id": m, "in1": [m]} for m in sorted(titles)])
+    print("  " + ", ".join(f"{name}: {n} {'movies' if name == 'catalog' else 'ratings'}"
+                           for name, n in counts.items())
           + f"; {epochs} epochs (early stopping: patience 3, tolerance 0.01)")
     print_header("container/train")
     start = time.monotonic()
