@@ -151,7 +151,7 @@ class Hyperparameters:
                                  help="extension: flat (exact), ivf (approximate), auto: flat up to "
                                       "100,000 items")
     catalog_ivf_lists: int = setting("int", 0, 0, 1_000_000,
-                                     help="extension: ivf cells; 0: about 4 x sqrt(items)")
+                                     help="extension: ivf cells; 0: about sqrt(items)")
     catalog_ivf_probe: int = setting("int", 32, 1, 65536, help="extension: ivf cells searched per query")
     catalog_similarity: str = setting("choice", "cosine", options=("cosine", "inner_product"),
                                       help="extension: how top_k compares embeddings")
