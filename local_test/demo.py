@@ -3,7 +3,7 @@
 similar movies on MovieLens 100k -- each trained through ``container/train`` and queried through
 ``container/serve`` like a deployed endpoint.
 
-    make demo                                     # both parts: about two minutes on 2 CPUs
+    make demo                                     # both parts: about 35 s on 2 CPUs
     .venv/bin/python local_test/demo.py --quick   # small subsets and models
 
 Steps, each with a deadline; any failure prints the reason and exits 1:
@@ -39,6 +39,7 @@ from pathlib import Path
 import datasets
 import make_test_dir
 import numpy as np
+from o2vtools import process
 from o2vtools.tree import resource_config, write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,12 +57,9 @@ NEWS_HYPERPARAMETERS = {  # the document notebook's shape with this container's 
     "learning_rate": "0.003", "mini_batch_size": "256", "epochs": "3", "early_stopping_patience": "2",
     "in_batch_softmax_weight": "1", "token_weighting": "idf"}
 TRAIN = REPO / "container" / "train"
-SERVE = REPO / "container" / "serve"
 DEMO_EPOCHS = 8  # early stopping (patience 3) usually ends it after 4-6 epochs, ~5 s each on 2 CPUs
 TRAIN_DEADLINE_S = 900
-PING_DEADLINE_S = 120
 REQUEST_TIMEOUT_S = 60
-STOP_GRACE_S = 30  # SageMaker's own SIGTERM -> SIGKILL gap for serving
 MIN_RATINGS_FOR_NEIGHBOURS = 50  # rarely rated movies have barely trained embeddings
 FAMOUS_MOVIES = (50, 1, 195, 127, 100)  # Star Wars, Toy Story, Terminator, Godfather, Fargo
 DEMO_USERS = (1, 42, 405)
@@ -100,21 +98,13 @@ class TrainMetrics:
 # Processes
 
 
-def container_env(base: Path, **extra: str) -> dict[str, str]:
-    """The environment for ``container/*``: this Python's bin first on PATH, unbuffered output."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env.update(PYTHONUNBUFFERED="1", SAGEMAKER_BASE_DIR=str(base), **extra)
-    return env
-
-
 def training_env(base: Path) -> dict[str, str]:
     """:func:`container_env` plus one OpenMP thread unless the caller chose a number.
 
     Measured on a 2-CPU machine shared with other jobs: torch's default of one spinning OpenMP
     thread per core trained this model at 0.4-7k records/s, one thread at 30-55k; on idle CPUs the
     two are about equal (the model is embedding lookups and small matrices)."""
-    env = container_env(base)
+    env = process.container_env(base)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 
@@ -161,39 +151,7 @@ def run_training(base: Path, deadline_s: float = TRAIN_DEADLINE_S) -> TrainMetri
     return metrics
 
 
-def start_server(base: Path, port: int, log_path: Path) -> subprocess.Popen:
-    """Start ``container/serve`` on ``port`` with one worker; its log goes to ``log_path``."""
-    check_executable(SERVE)
-    with log_path.open("wb") as log:
-        return subprocess.Popen([str(SERVE)], stdout=log, stderr=subprocess.STDOUT,
-                                env=container_env(base, SAGEMAKER_BIND_TO_PORT=str(port),
-                                                  MODEL_SERVER_WORKERS="1"))
-
-
-def wait_ready(proc: subprocess.Popen, url: str, log_path: Path,
-               deadline_s: float = PING_DEADLINE_S) -> float:
-    """Poll ``GET url/ping`` until 200; returns the seconds it took.
-
-    Raises:
-        DemoError: the server exited, or did not answer 200 within ``deadline_s``.
-    """
-    start = time.monotonic()
-    while time.monotonic() - start < deadline_s:
-        if proc.poll() is not None:
-            raise DemoError(f"container/serve exited with status {proc.returncode} before it was "
-                            f"ready; its log:\n{tail(log_path)}")
-        try:
-            with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
-                if response.status == 200:
-                    return time.monotonic() - start
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    raise DemoError(f"/ping did not answer 200 within {deadline_s:.0f} s; server log:\n"
-                    f"{tail(log_path)}")
-
-
-def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int | None:
+def stop_process(proc: subprocess.Popen, grace_s: float) -> int | None:
     """SIGTERM, wait up to ``grace_s``, then SIGKILL; returns the exit status."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -203,22 +161,6 @@ def stop_process(proc: subprocess.Popen, grace_s: float = STOP_GRACE_S) -> int |
             proc.kill()
             proc.wait()
     return proc.returncode
-
-
-def tail(path: Path, lines: int = 20) -> str:
-    """The last ``lines`` lines of a log file ("" when missing)."""
-    if not path.is_file():
-        return ""
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -369,18 +311,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 @contextlib.contextmanager
 def serving(base: Path) -> Iterator[str]:
-    """``container/serve`` on ``base`` at a free port, ready; its URL. Stopped afterwards."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = base / "serve.log"
-    print_header(f"starting container/serve on {url} (log: {log_path})")
-    proc = start_server(base, port, log_path)
-    try:
-        print(f"  /ping answered 200 after {wait_ready(proc, url, log_path):.1f} s")
-        yield url
-    finally:
-        code = stop_process(proc)
-        print_header(f"server stopped (SIGTERM), exit status {code}")
+    """``container/serve`` on ``base`` with one worker at a free port, ready; its URL. Stopped
+    afterwards (SIGTERM to its process group)."""
+    print_header(f"starting container/serve (log: {base / 'serve.log'})")
+    start = time.monotonic()
+    with process.serving(base, {"MODEL_SERVER_WORKERS": "1"}) as (port, _):
+        print(f"  http://127.0.0.1:{port}: /ping answered 200 after {time.monotonic() - start:.1f} s")
+        yield f"http://127.0.0.1:{port}"
+    print_header("server stopped (SIGTERM)")
 
 
 def serve_and_query(base: Path, train: datasets.Ratings, validation: datasets.Ratings) -> None:
@@ -425,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.monotonic()
     try:
         run_demo(args)
-    except (DemoError, datasets.DatasetError, ValueError, OSError) as exc:
+    except (DemoError, datasets.DatasetError, ValueError, OSError, RuntimeError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
