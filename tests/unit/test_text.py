@@ -95,7 +95,10 @@ TEXT = st.text(st.one_of(st.characters(blacklist_categories=("Cs",)), st.sampled
     list(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u2028\u3000.,!?-'\u0301\u4e00\u00e9Σς"))), max_size=40)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+# Deterministic for CI (a fixed set of 400 examples per tokenizer); 4,000 random examples per
+# tokenizer also passed (2026-11-30) after the two fixes the first runs found.
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(texts=st.lists(TEXT, min_size=1, max_size=6))
 def test_the_word_cache_gives_the_library_s_tokens_on_any_text(trained, texts):
     assert trained.word_local
