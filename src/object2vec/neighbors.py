@@ -19,8 +19,8 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import faiss
 import numpy as np
 import torch
 
@@ -30,6 +30,16 @@ from object2vec.errors import UserError
 from object2vec.model.tokens import Tokens
 
 log = logging.getLogger(__name__)
+
+
+def _faiss():
+    """FAISS, imported when a catalog is first built or loaded: a model without one never loads
+    its 60 MB of native code. Its loader's INFO lines (which CPU build it tried) are kept out of
+    the job's and the endpoint's logs."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss
+
+    return faiss
 
 EXACT_MAX = 100_000  # catalog_index=auto: exact search up to this many items, ivf above
 INDEX_FILE, IDS_FILE, TOKENS_FILE = "catalog.faiss", "catalog.json", "catalog-tokens.npz"
@@ -62,7 +72,7 @@ def embed_catalog(model: torch.nn.Module, catalog: Catalog, device: torch.device
 class CatalogIndex:
     """The searchable catalog: a FAISS index over the items' embeddings and their ids."""
 
-    index: faiss.Index
+    index: Any  # a faiss.Index
     ids: list[str | int]
     side: int  # which encoder embedded the items (0 or 1)
     cosine: bool = True
@@ -76,6 +86,7 @@ class CatalogIndex:
         suggests 4-16 x sqrt(n), but k-means over that many cells is slow on a few cores; with
         sqrt(n) cells and 64 training points each, 1,000,000 clustered 300-d vectors indexed in 6 s
         on 2 cores with recall@10 1.000 at 32 cells probed (a draft benchmark, 2026-11-30)."""
+        faiss = _faiss()
         x = np.ascontiguousarray(vectors, dtype=np.float32)
         if cosine:
             faiss.normalize_L2(x)
@@ -93,7 +104,7 @@ class CatalogIndex:
 
     @property
     def kind(self) -> str:
-        return "ivf" if isinstance(self.index, faiss.IndexIVF) else "flat"
+        return "ivf" if isinstance(self.index, _faiss().IndexIVF) else "flat"
 
     def search_rows(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` best items of each query ``(q, d)``: ``scores (q, k')`` best first and their
@@ -101,7 +112,7 @@ class CatalogIndex:
         cells fills the rest with row -1."""
         x = np.ascontiguousarray(queries, dtype=np.float32)
         if self.cosine:
-            faiss.normalize_L2(x)
+            _faiss().normalize_L2(x)
         return self.index.search(x, min(k, len(self.ids)))
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, list[list[str | int]]]:
@@ -117,7 +128,7 @@ class CatalogIndex:
 
     def save(self, model_dir: Path) -> dict[str, str]:
         """Write the index and ids; the artifact's description of them."""
-        faiss.write_index(self.index, str(model_dir / INDEX_FILE))
+        _faiss().write_index(self.index, str(model_dir / INDEX_FILE))
         if self.tokens is not None:  # numpy arrays only: read back with allow_pickle=False
             np.savez(model_dir / TOKENS_FILE, ids=self.tokens.ids, offsets=self.tokens.offsets)
         (model_dir / IDS_FILE).write_text(json.dumps({"side": f"in{self.side}", "cosine": self.cosine,
@@ -134,7 +145,7 @@ class CatalogIndex:
         """
         where = model_dir / INDEX_FILE
         try:
-            index = faiss.read_index(str(where))
+            index = _faiss().read_index(str(where))
             saved = json.loads((model_dir / IDS_FILE).read_text())
             ids, side, cosine = saved["ids"], int(saved["side"][-1]), bool(saved["cosine"])
             tokens = None

@@ -128,7 +128,7 @@ bodies = st.one_of(
 
 def test_no_body_makes_a_5xx_or_kills_a_worker(served):
     server, model = served
-    workers = worker_pids(server)
+    workers = worker_pids(server, expect=2)
     stop_at = time.monotonic() + TIME_BUDGET_S
     statuses: Counter[int] = Counter()
 

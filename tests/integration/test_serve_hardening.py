@@ -27,7 +27,7 @@ class Served:
 
     def __init__(self, server: Server, model) -> None:
         self.server, self.model = server, model
-        self.workers = worker_pids(server)
+        self.workers = worker_pids(server, expect=WORKERS)
 
     def check_healthy(self) -> None:
         """A good request is answered correctly, and no worker was replaced."""
@@ -35,8 +35,15 @@ class Served:
         assert worker_pids(self.server) == self.workers, self.server.output()[-3000:]
 
 
-def worker_pids(server: Server) -> list[int]:
-    return sorted(p.pid for p in psutil.Process(server.proc.pid).children())
+def worker_pids(server: Server, expect: int = 0) -> list[int]:
+    """The server's worker PIDs; with ``expect``, once that many exist (/ping answers as soon as
+    one worker is up, the others may still be starting)."""
+    deadline = time.monotonic() + 30
+    while True:
+        pids = sorted(p.pid for p in psutil.Process(server.proc.pid).children())
+        if len(pids) >= expect or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")
