@@ -114,10 +114,6 @@ class TextEncoder:
         self._forget()
         self._lock = threading.Lock()  # serving threads share one encoder and its cache
 
-    def __reduce__(self):
-        """Pickled as its JSON (worker processes get their own word cache and lock)."""
-        return _from_json, (self.to_json(),)
-
     @property
     def vocab_size(self) -> int:
         """Number of ids the tokenizer can produce (its vocabulary and added tokens)."""
@@ -220,10 +216,6 @@ def train_text_encoder(texts: Iterable[str], model: str, vocab_size: int, lowerc
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.train_from_iterator(texts, trainer)
     return TextEncoder(tokenizer)
-
-
-def _from_json(text: str) -> TextEncoder:
-    return TextEncoder(Tokenizer.from_str(text))
 
 
 def text_encoder_from_json(text: str, where: str) -> TextEncoder:

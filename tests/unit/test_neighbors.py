@@ -72,3 +72,32 @@ def test_save_and_load_round_trip(tmp_path, kind):
     (tmp_path / "catalog.faiss").write_bytes(b"nonsense")
     with pytest.raises(UserError, match="cannot read the model's catalog"):
         CatalogIndex.load(tmp_path, enc_dim=16)
+
+
+def test_the_catalog_is_embedded_within_the_serving_token_budget(monkeypatch):
+    """hcnn pads a batch to its longest item: batches of long items shrink to the token budget, with
+    the same embeddings."""
+    import torch
+
+    from object2vec.config.hyperparameters import parse_hyperparameters
+    from object2vec.data.catalog import Catalog
+    from object2vec.data.records import Side
+    from object2vec.model.object2vec import ModelConfig, Object2Vec
+    from object2vec.neighbors import embed_catalog
+
+    torch.manual_seed(0)
+    hp = parse_hyperparameters({"enc0_network": "hcnn", "enc0_vocab_size": "30", "enc0_max_seq_len": "40",
+                                "enc_dim": "8", "enc0_token_embedding_dim": "8"})
+    model = Object2Vec(ModelConfig.from_hyperparameters(hp))
+    lengths = np.random.default_rng(0).integers(1, 41, 50)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    ids = np.random.default_rng(1).integers(0, 30, int(offsets[-1])).astype(np.int32)
+    catalog = Catalog(list(range(50)), 1, Side(ids, offsets))
+    whole = embed_catalog(model, catalog)
+    sizes = []
+    original = model.encode
+    monkeypatch.setattr(model, "encode",
+                        lambda side, tokens: sizes.append(len(tokens)) or original(side, tokens))
+    monkeypatch.setattr("object2vec.neighbors.TOKEN_BUDGET", 400)  # 10 items of the longest, 40
+    assert np.allclose(embed_catalog(model, catalog), whole, atol=1e-6)
+    assert max(sizes) == 10 and sum(sizes) == 50

@@ -16,9 +16,17 @@ from typing import Any
 
 import numpy as np
 
-from object2vec.data.records import RecordRules, Side, channel_files, numbered_lines
+from object2vec.data.records import (
+    RECORD_WORDING,
+    RecordRules,
+    Side,
+    channel_files,
+    json_problem,
+    numbered_lines,
+    show_value,
+)
 from object2vec.errors import UserError
-from object2vec.sequences import FlatIds, Wording, sequence_problem
+from object2vec.sequences import FlatIds, sequence_problem
 from object2vec.text import UnencodableText
 
 SIDES = ("in0", "in1")
@@ -32,14 +40,6 @@ class Catalog:
     ids: list[str | int]
     side: int
     tokens: Side
-
-
-def _show(value: Any, limit: int = 40) -> str:
-    text = json.dumps(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
-
-
-_WORDING = Wording(quote="'", show_value=_show, show_id=_show, show_list=lambda v: _show(v, 80))
 
 
 class _Reader:
@@ -57,8 +57,10 @@ class _Reader:
     def add(self, where: str, line: str) -> None:
         try:
             item = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            raise UserError(f"{where}: not valid JSON ({str(exc).split(';')[0]})") from None
+        except RecursionError:
+            raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
+        except ValueError as exc:
+            raise UserError(f"{where}: not valid JSON ({json_problem(exc)})") from None
         if not isinstance(item, dict):
             raise UserError(f"{where}: each catalog line must be a JSON object with \"id\" and \"in0\" "
                             f"or \"in1\", got {type(item).__name__}")
@@ -66,9 +68,9 @@ class _Reader:
         item_id = item.get("id")
         if isinstance(item_id, bool) or not isinstance(item_id, (str, int)) or item_id == "":
             raise UserError(f"{where}: \"id\" must be a non-empty string or an integer, got "
-                            f"{_show(item_id) if 'id' in item else 'none'}")
+                            f"{show_value(item_id) if 'id' in item else 'none'}")
         if item_id in self.seen:
-            raise UserError(f"{where}: duplicate id {_show(item_id)} (first at {self.seen[item_id]})")
+            raise UserError(f"{where}: duplicate id {show_value(item_id)} (first at {self.seen[item_id]})")
         self.seen[item_id] = where
         self.ids.append(item_id)
         self._tokens(where, key, item[key])
@@ -91,7 +93,7 @@ class _Reader:
         encoder, max_len = self.rules.text[side], self.rules.max_seq_lens[side]
         if encoder is not None:
             if not isinstance(value, str):
-                raise UserError(f"{where}: '{key}' holds {_show(value)}, but this job's {key} is text")
+                raise UserError(f"{where}: '{key}' holds {show_value(value)}, but this job's {key} is text")
             self.texts.append((where, value))
             if len(self.texts) == BATCH:
                 self._tokenize()
@@ -100,7 +102,7 @@ class _Reader:
             raise UserError(f"{where}: '{key}' is text, but this job's {key} holds token ids")
         problem = sequence_problem(key, value, max_len, self.rules.vocab_sizes[side])
         if problem is not None:
-            text = problem.message(_WORDING)
+            text = problem.message(RECORD_WORDING)
             raise UserError(f"{text} ({where})" if problem.place_last else f"{where}: {text}")
         self.flat.append(value[:max_len])
 

@@ -290,7 +290,7 @@ class _Builder:
         return PairData(sides[0], sides[1], labels)
 
 
-def _show(value: object, limit: int = 40) -> str:
+def show_value(value: object, limit: int = 40) -> str:
     """``value`` as JSON for a message, cut after ``limit`` characters: a record may hold a
     1000-digit number, and SageMaker keeps only 1024 characters of a FailureReason."""
     try:
@@ -300,7 +300,7 @@ def _show(value: object, limit: int = 40) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
-def _json_problem(exc: ValueError) -> str:
+def json_problem(exc: ValueError) -> str:
     """What is wrong with a line that json.loads refused."""
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} at column {exc.colno}"
@@ -310,8 +310,8 @@ def _json_problem(exc: ValueError) -> str:
 
 
 # How a record's token problem is worded (the rule itself: object2vec.sequences).
-_WORDING = Wording(quote="'", show_value=_show, show_id=_show,
-                   show_list=lambda value: _show(value, 80))
+RECORD_WORDING = Wording(quote="'", show_value=show_value, show_id=show_value,
+                         show_list=lambda value: show_value(value, 80))
 
 
 def _is_regression_label(label: object) -> bool:
@@ -332,7 +332,7 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
     except RecursionError:
         raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
     except ValueError as exc:
-        raise UserError(f"{where}: not valid JSON ({_json_problem(exc)})") from None
+        raise UserError(f"{where}: not valid JSON ({json_problem(exc)})") from None
     if not isinstance(rec, dict):
         raise UserError(f"{where}: each line must be a JSON object with in0, in1 and label, "
                         f"got {type(rec).__name__}")
@@ -346,7 +346,7 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
             continue
         problem = sequence_problem(key, rec[key], rules.max_seq_lens[side], rules.vocab_sizes[side])
         if problem is not None:
-            text = problem.message(_WORDING)
+            text = problem.message(RECORD_WORDING)
             if isinstance(rec[key], str):
                 text += (f"; this job's {key} is token ids (as in {rules.text_origin or 'its first record'}),"
                          f" and a side is text or ids for the whole job")
@@ -356,11 +356,11 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
     label = rec["label"]
     if rules.regression:
         if not _is_regression_label(label):
-            raise UserError(f"{where}: label {_show(label)} must be a finite number for "
+            raise UserError(f"{where}: label {show_value(label)} must be a finite number for "
                             f"output_layer=mean_squared_error (at most {FLOAT32_MAX:.4g} in "
                             f"magnitude: labels are float32)")
     elif isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < rules.num_classes:
-        raise UserError(f"{where}: label {_show(label)} must be an integer class id in "
+        raise UserError(f"{where}: label {show_value(label)} must be an integer class id in "
                         f"[0, {rules.num_classes - 1}] for output_layer=softmax with "
                         f"num_classes={rules.num_classes}")
 
@@ -368,14 +368,14 @@ def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> Non
 def _check_text(where: str, key: str, value: object, encoder: TextEncoder, origin: str) -> None:
     """Raise :class:`UserError` if a text side's value is not text, or text without a token."""
     if not isinstance(value, str):
-        raise UserError(f"{where}: '{key}' holds {_show(value)}, but this job's {key} is text (as in "
+        raise UserError(f"{where}: '{key}' holds {show_value(value)}, but this job's {key} is text (as in "
                         f"{origin}); a side is text or ids for the whole job")
     try:
         _, lengths = encoder.encode([value])
     except UnencodableText as exc:
         raise UserError(f"{where}: '{key}' {exc}") from None
     if lengths[0] == 0:
-        what = "empty text" if not value.strip() else f"text without a single token ({_show(value)})"
+        what = "empty text" if not value.strip() else f"text without a single token ({show_value(value)})"
         raise UserError(f"{where}: '{key}' is {what}; each side needs at least one token")
 
 

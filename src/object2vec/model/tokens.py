@@ -9,6 +9,10 @@ import torch
 
 from object2vec.sequences import flat_ids
 
+# Padded tokens per inference forward pass (serving and the catalog's embedding): bounds the memory
+# of hcnn/bilstm encoders, which pad every sequence of a batch to its longest.
+TOKEN_BUDGET = 1 << 18
+
 
 @dataclass
 class Tokens:

@@ -23,7 +23,7 @@ import torch
 
 from object2vec.artifact import LoadedModel, load_artifact
 from object2vec.errors import UserError
-from object2vec.model.tokens import Tokens
+from object2vec.model.tokens import TOKEN_BUDGET, Tokens
 from object2vec.sequences import SequenceProblem, Wording, flat_ids, id_problem, shape_problem
 from object2vec.text import UnencodableText
 
@@ -33,7 +33,6 @@ TOP_K, RERANK = "top_k", "rerank"
 MAX_TOP_K = 1000  # neighbours one instance may ask for
 RERANK_CANDIDATES = 100  # rerank: at least this many nearest items (and 10 x top_k) scored by the model
 BATCH_SIZE = 1024  # instances per forward pass
-TOKEN_BUDGET = 1 << 18  # padded tokens per forward pass: bounds hcnn/bilstm memory for long inputs
 
 
 class InvalidInstance(UserError):
@@ -251,11 +250,11 @@ class Predictor:
         rerank = instance.get(RERANK, False)
         if not isinstance(rerank, bool):
             return f'"rerank" must be true or false, got {_show(rerank)}'
-        if rerank and (SIDES[self.catalog.side] in instance or self.catalog.tokens is None):
+        if rerank and self.catalog.tokens is None:
+            return '"rerank" needs a model whose catalog keeps its items\' tokens'
+        if rerank and SIDES[self.catalog.side] in instance:
             return (f'"rerank" scores the query with each candidate item, so the query must be the '
-                    f'other side than the catalog\'s items ("{SIDES[1 - self.catalog.side]}")'
-                    if self.catalog.tokens is not None else
-                    '"rerank" needs a model whose catalog keeps its items\' tokens')
+                    f'other side than the catalog\'s items ("{SIDES[1 - self.catalog.side]}")')
         return None
 
     def _tokenize(self, texts: tuple[list[_Text], list[_Text]], limits: tuple[int, int],

@@ -87,12 +87,10 @@ def check_channels(paths: SageMakerPaths, input_config: dict) -> list[str]:
     return [c for c in DATA_CHANNELS if paths.channel_dir(c).is_dir()]
 
 
-def load_channels(paths: SageMakerPaths, hp: Hyperparameters, names: list[str],
-                  sides: TextSides | None = None, encoders: Encoders = (None, None),
+def load_channels(paths: SageMakerPaths, rules: RecordRules, names: list[str],
                   workers: int = 1) -> dict[str, PairData]:
-    """Load and validate every data channel (text sides tokenized by ``encoders``, in ``workers``
-    processes for a large channel)."""
-    rules = RecordRules.from_hyperparameters(hp, encoders, sides.origin if sides else "")
+    """Load and validate every data channel (text sides tokenized by ``rules.text``, in
+    ``workers`` processes for a large channel)."""
     channels = {}
     for name in names:
         start = time.perf_counter()
@@ -226,10 +224,10 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
     def load():
         # text is tokenized on this process's share of the host's cores
         workers = max(1, len(os.sched_getaffinity(0)) // dist.local_world_size)
-        channels = load_channels(paths, hp, names, sides, encoders, workers)
+        rules = RecordRules.from_hyperparameters(hp, encoders, sides.origin)
+        channels = load_channels(paths, rules, names, workers)
         catalog = None
         if dist.is_main and paths.channel_dir("catalog").is_dir():  # checked now, embedded at the end
-            rules = RecordRules.from_hyperparameters(hp, encoders, sides.origin)
             catalog = load_catalog(paths.channel_dir("catalog"), rules)
             log.info("channel catalog: %d items (in%d)", len(catalog.ids), catalog.side)
         check_memory(hp, dist)  # after the data is in memory, before the model is
