@@ -23,6 +23,7 @@ import torch
 from object2vec.data.records import READ_ERRORS, open_bytes, open_text, read_problem, resolve_in_channel
 from object2vec.errors import UserError
 from object2vec.model.config import EncoderConfig
+from object2vec.text import TextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -181,18 +182,18 @@ def _vector(values: list[str], token: str, number: int, path: Path, key: str) ->
 
 
 def apply_pretrained(tables: list, configs: list[EncoderConfig], aux_dir: Path | None,
-                     vocabs: list[dict[str, int] | None] | None = None) -> None:
+                     tokenizers: list[TextEncoder | None] | None = None) -> None:
     """Load each table's pretrained vectors (and freeze it) as its encoder config asks.
 
     Args:
         tables: the model's ``TokenEmbedding`` tables.
         configs: the encoder config that owns each table (enc0's for a tied table).
         aux_dir: the auxiliary channel directory, or None if the job has none.
-        vocabs: per table, the token -> id map of its text side's tokenizer (None: a side of ids,
-            whose map is ``encN_vocab_file``).
+        tokenizers: per table, its text side's tokenizer, whose vocabulary maps tokens to ids (None:
+            a side of ids, whose map is ``encN_vocab_file``).
     """
-    vocabs = vocabs or [None] * len(tables)
-    for index, (table, cfg, tokens) in enumerate(zip(tables, configs, vocabs)):
+    tokenizers = tokenizers or [None] * len(tables)
+    for index, (table, cfg, tokenizer) in enumerate(zip(tables, configs, tokenizers)):
         if not cfg.pretrained_embedding_file:
             if cfg.vocab_file:
                 log.warning("enc%d_vocab_file is set but no pretrained embedding file: ignored", index)
@@ -201,8 +202,8 @@ def apply_pretrained(tables: list, configs: list[EncoderConfig], aux_dir: Path |
         if aux_dir is None or not aux_dir.is_dir():
             raise UserError(f"{side}_pretrained_embedding_file={cfg.pretrained_embedding_file!r} needs "
                             f"the 'auxiliary' channel, which this job does not have")
-        if tokens is not None:
-            vocab = tokens
+        if tokenizer is not None:
+            vocab = tokenizer.vocab()
         elif not cfg.vocab_file:
             raise UserError(f"{side}_pretrained_embedding_file needs {side}_vocab_file to map its "
                             f"tokens to ids")

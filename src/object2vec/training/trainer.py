@@ -130,7 +130,7 @@ class Trainer:
         self.model = Object2Vec(ModelConfig.from_hyperparameters(hp))
         tables = 1 if hp.tied_token_embedding_weight else 2  # a tied table is enc0's
         apply_pretrained(list(self.model.embeddings), [hp.enc0, hp.enc1][:tables], auxiliary_dir,
-                         [e.vocab() if e is not None else None for e in text[:tables]])
+                         list(text[:tables]))
         if hp.token_weighting == "idf":
             self._set_idf_weights(channels["train"], "train" in sharded)
         self.model.to(self.device)
