@@ -99,10 +99,12 @@ def test_movielens_quick(tmp_path):
 
 
 def test_doc_retrieval_quick(tmp_path):
-    """benchmarks/doc_retrieval.py --quick --results DIR: every pipeline (ids, text-wordlevel,
-    text-wordpiece) trains both rows through container/train and embeds through container/serve; dev
-    rows for each and for TF-IDF, one chosen row per pipeline on test, positive throughput figures;
-    an explicit --results folder gets the JSON (which the prose renders from) and the PNG."""
+    """benchmarks/doc_retrieval.py --quick --results DIR: for each of two seeds every pipeline (ids,
+    text-wordlevel, text-wordpiece) trains both rows through container/train and embeds through
+    container/serve; dev rows for each and for TF-IDF pooled over the seeds, one chosen row per
+    pipeline on test with its per-seed figures and hits@k through top_k the same as from the
+    embeddings, positive throughput figures; an explicit --results folder gets the JSON (which the
+    prose renders from) and the PNG."""
     import json
 
     from o2vtools.render import section
@@ -110,7 +112,7 @@ def test_doc_retrieval_quick(tmp_path):
     out = run_quick("doc_retrieval.py", tmp_path, "--results", str(tmp_path / "dr"), timeout=300)
     rows = table_rows(out)
     dev = {(c[0], c[1]): c[2:8] for c in rows if len(c) == 11}  # hits@1, 5, 10, 20, 50, mean rank
-    test = {c[0]: c[1:8] for c in rows if len(c) == 8}
+    test = {c[0]: c[1:] for c in rows if len(c) == 10}
     speed = {c[0]: c[1:] for c in rows if len(c) == 6 and c[0] != "pipeline"}
     pipelines = ("ids", "text-wordlevel", "text-wordpiece")
     for key in [*((p, r) for p in pipelines for r in ("compatible", "wide-in-batch-idf")),
@@ -121,6 +123,9 @@ def test_doc_retrieval_quick(tmp_path):
     for name in (*pipelines, "tf-idf"):
         assert test[name][0] in ("compatible", "wide-in-batch-idf", "TF-IDF cosine, whole truths")
         assert 1 <= float(test[name][6]) <= 30, out  # mean rank among 30 test truths
+        assert len(test[name][7].split("; ")) == 2, out  # hits@1 / mean rank of each seed
+    for name in pipelines:
+        assert test[name][8] == "same", out  # hits@k through top_k on /invocations
     assert test["minilm"][1] == "-", out  # --quick leaves MiniLM out
     for name in pipelines:
         assert number(speed[name][3]) > 0 and number(speed[name][4]) > 0, out  # load, embedding
