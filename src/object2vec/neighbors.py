@@ -140,14 +140,19 @@ class CatalogIndex:
 
     @classmethod
     def load(cls, model_dir: Path, enc_dim: int) -> CatalogIndex:
-        """Read what :meth:`save` wrote, checked against the model's embedding size.
+        """Read what :meth:`save` wrote (the index memory-mapped), checked against the model's
+        embedding size.
 
         Raises:
             UserError: a missing or unreadable file, or an index that is not this model's.
         """
         where = model_dir / INDEX_FILE
         try:
-            index = _faiss().read_index(str(where))
+            # Memory-mapped: the vectors stay in the page cache, one copy shared by every serving
+            # worker, instead of a private copy per worker (one per CPU by default: 16 x 1.2 GB for
+            # 1,000,000 items of 300 floats). A 200,000 x 300 index (240 MB): RssAnon +231 MB read,
+            # +2 MB mapped (flat and ivf alike).
+            index = _faiss().read_index(str(where), _faiss().IO_FLAG_MMAP_IFC)
             saved = json.loads((model_dir / IDS_FILE).read_text())
             ids, side, cosine = saved["ids"], int(saved["side"][-1]), bool(saved["cosine"])
             tokens = None
