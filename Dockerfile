@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Object2Vec GPU image for SageMaker training and serving: `docker run IMAGE train`, `docker run IMAGE
 # serve` (train and serve are executables on PATH, no ENTRYPOINT, as in SageMaker's bring-your-own
 # example).
@@ -7,17 +6,27 @@
 #   docker build -t object2vec .                     # build only
 #   local_test/train_local.sh object2vec             # train on local_test/test_dir mounted at /opt/ml
 #
-# The CUDA libraries (cuBLAS, cuDNN, NCCL, ...) come with the torch wheel as nvidia-* packages, so the
-# base image only needs CUDA's minimal user-space layer; there is no driver in the image (SageMaker and
-# nvidia-container-toolkit provide the host's). Keep BASE_IMAGE's CUDA version and TORCH_INDEX_URL's
-# cu1xx in step. For a reproducible base, pin its digest too:
+# CUDA 12.6, torch 2.13.0+cu126: the newest CUDA whose torch wheels still run on every GPU SageMaker
+# offers: V100 (ml.p3), T4 (g4dn), A10G (g5), L4 (g6), A100 (p4d), H100/H200 (p5, p5e). cu128 drops
+# V100 and cu130 needs driver 580, which no SageMaker host has by default. Hosts with an older
+# driver (470 on the default inference hosts) run it through CUDA's forward-compatibility package
+# (installed below; container/train and container/serve put it on the library path when the host
+# needs it). README, "The GPU image", has the driver matrix. CUDA_VERSION, BASE_IMAGE and
+# TORCH_INDEX_URL change together; the build fails when the installed torch is not CUDA_VERSION's.
+# The CUDA libraries (cuBLAS, cuDNN, NCCL, ...) come with the torch wheel as nvidia-* packages, so
+# the base only needs CUDA's minimal user-space layer; no driver is in the image (the host's is
+# mounted). For a reproducible base, pin its digest too:
 #   docker build --build-arg BASE_DIGEST=sha256:<digest of the tag> .
-ARG BASE_IMAGE=nvidia/cuda:12.8.1-base-ubuntu24.04
+# Behind a TLS-intercepting proxy, give pip the CA bundle that trusts it as a build secret (never
+# stored in a layer):  docker build --secret id=ca_bundle,src=/etc/ssl/certs/ca-certificates.crt .
+ARG CUDA_VERSION=12.6
+ARG BASE_IMAGE=nvidia/cuda:12.6.3-base-ubuntu24.04
 ARG BASE_DIGEST=
 
 # ---- dependencies: pinned requirements only, so this layer survives code changes ------------------
 FROM ${BASE_IMAGE}${BASE_DIGEST:+@}${BASE_DIGEST} AS deps
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
+ARG CUDA_VERSION
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu126
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # No compiler: every pin in requirements.txt installs from a wheel (--only-binary below enforces it).
 RUN apt-get update \
@@ -27,16 +36,31 @@ RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # requirements.txt only: test and developer tools (requirements-dev.txt) stay out of the image.
 COPY requirements.txt /tmp/requirements.txt
-# torch==2.13.0 stays pinned: the PyTorch index's 2.13.0+cu128 satisfies it and is preferred.
-RUN pip install --only-binary=:all: --extra-index-url "${TORCH_INDEX_URL}" -r /tmp/requirements.txt \
-    && python -c "import torch; assert torch.version.cuda, 'expected a CUDA build of torch'"
+# torch alone from TORCH_INDEX_URL (--index-url, not --extra-index-url): when that index is
+# unreachable or lacks the pin, the build stops here instead of falling back to PyPI's torch (a
+# CUDA 13 build). Then the other pins and torch's own dependencies from PyPI (2.13.0+cu126 meets
+# torch==2.13.0), and a check that stops an index that served another CUDA build.
+# --no-compile: no bytecode in the layer.
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+    && pip install --no-compile --only-binary=:all: --no-deps --index-url "${TORCH_INDEX_URL}" \
+        "$(grep -E '^torch==' /tmp/requirements.txt)" \
+    && pip install --no-compile --only-binary=:all: -r /tmp/requirements.txt \
+    && python -c "import sys, torch; want, got = sys.argv[1], torch.version.cuda; \
+sys.exit(None if got == want else f'torch {torch.__version__} from {sys.argv[2]} is built for \
+CUDA {got}, but CUDA_VERSION is {want}: use the index of that CUDA build')" \
+        "${CUDA_VERSION}" "${TORCH_INDEX_URL}"
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}${BASE_DIGEST:+@}${BASE_DIGEST}
+ARG CUDA_VERSION
 LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# cuda-compat-12-6: the forward-compatibility user-mode driver in /usr/local/cuda/compat, from the
+# base's CUDA apt repository; used only under an older host driver (object2vec.platform.cuda_compat).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 ca-certificates \
+        "cuda-compat-$(echo "${CUDA_VERSION}" | tr . -)" \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=deps /opt/venv /opt/venv
 ENV PATH="/opt/program:/opt/venv/bin:${PATH}" \
@@ -47,7 +71,7 @@ ENV PATH="/opt/program:/opt/venv/bin:${PATH}" \
 # The package, then the SageMaker entry points. Nothing goes under /opt/ml: SageMaker mounts it.
 COPY pyproject.toml README.md /tmp/object2vec/
 COPY src /tmp/object2vec/src
-RUN pip install --no-deps /tmp/object2vec && rm -rf /tmp/object2vec
+RUN pip install --no-compile --no-deps /tmp/object2vec && rm -rf /tmp/object2vec
 COPY container/train container/serve /opt/program/
 RUN chmod +x /opt/program/train /opt/program/serve
 WORKDIR /opt/program

@@ -194,14 +194,29 @@ def test_requirements_are_installed_before_the_code_is_copied(dockerfile):
         assert deps[0] < code[0], f"{path}: final stage copies the code before the dependencies"
 
 
-def test_torch_pin_is_kept_with_the_right_wheel_index(dockerfile):
+def test_torch_comes_from_its_own_index_alone_and_its_build_is_checked(dockerfile):
+    """torch alone from TORCH_INDEX_URL (--index-url; never --extra-index-url, whose fallback to
+    PyPI's torch gave a CUDA 13 build that no default SageMaker host runs), then, after every
+    install, a check of the build it got; the GPU image's index, base and CUDA_VERSION agree."""
     kind, path, instructions = dockerfile
     assert "torch==2.13.0" in (REPO / "requirements.txt").read_text().split()
-    text = path.read_text()
-    wheels = r"cu12\d" if kind == "gpu" else r"cpu"
-    expected = rf"download\.pytorch\.org/whl/{wheels}\b"
-    assert re.search(expected, text), f"{path}: torch must come from {expected}"
-    assert "--extra-index-url" in text, f"{path}: keep PyPI for the other pins (--extra-index-url)"
+    every_run = " ".join(i.args for i in instructions if i.keyword == "RUN")
+    assert "--extra-index-url" not in every_run, f"{path}: PyPI must not be a fallback for torch"
+    args = {k: v for i in instructions if i.keyword == "ARG" for k, _, v in [i.args.partition("=")] if v}
+    index = args["TORCH_INDEX_URL"]
+    wheels = r"cu12\d" if kind == "gpu" else "cpu"
+    assert re.fullmatch(rf"https://download\.pytorch\.org/whl/{wheels}", index), f"{path}: {index}"
+    runs = [i.args for i in instructions if i.keyword == "RUN" and "TORCH_INDEX_URL" in i.args]
+    assert len(runs) == 1, f"{path}: one RUN installs torch and the requirements"
+    run = runs[0]
+    assert '--no-deps --index-url "${TORCH_INDEX_URL}"' in run, f"{path}: torch alone from its index"
+    assert run.index("-r /tmp/requirements.txt") < run.index("torch.version.cuda"), \
+        f"{path}: the torch build is checked after every install"
+    if kind == "gpu":
+        cuda = args["CUDA_VERSION"]
+        assert index.endswith("cu" + cuda.replace(".", "")), f"{path}: {index} is not CUDA {cuda}'s"
+        assert f"nvidia/cuda:{cuda}." in args["BASE_IMAGE"], f"{path}: base is not CUDA {cuda}"
+        assert "want, got = sys.argv[1], torch.version.cuda" in run and '"${CUDA_VERSION}"' in run
 
 
 def test_base_image_is_pinned(dockerfile):
