@@ -299,8 +299,7 @@ def run_process(paths: SageMakerPaths, dist: DistEnv) -> int:
         log.exception("AlgorithmError: %s", exc)
         write_failure(paths, f"AlgorithmError: {exc!r}\n{traceback.format_exc()}")
         return EXIT_INTERNAL_ERROR
-    finally:
-        dist.cleanup()
+    dist.cleanup()  # a failed rank skips it: see worker_main
     return 0
 
 
@@ -312,7 +311,15 @@ def worker_main() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // dist.local_world_size))
     code = run_process(SageMakerPaths.from_env(), dist)
     if code:
-        sys.exit(code)
+        # Leave without tearing the process group down: the peers of a failed job exit too, and gloo's
+        # teardown (destroy_process_group, or the group's destructor at exit) can then abort this
+        # process when a peer's connection is already gone ("terminate called without an active
+        # exception", then SIGABRT or SIGBUS), and the launcher would report that signal instead of
+        # this exit status. The reason is in output/failure already.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 def launch_workers(paths: SageMakerPaths, plan: WorldPlan) -> int:
