@@ -43,8 +43,7 @@ HEADER = ["negative_sampling_rate", "weight sharing", "comparator", "test accura
 
 
 def build_corpus(out: Path, sample: int | None, held_out: int) -> dict[str, int]:
-    """``out/{train,validation,test}.jsonl`` from ``sample`` articles (None: all), ``held_out`` of them
-    for validation and test; the counts (of articles, records, the vocabulary)."""
+    """Write ``out/{train,validation,test}.jsonl`` (``held_out`` of ``sample`` articles held out); counts."""
     everything = datasets.load_news_articles()
     articles = datasets.sample(everything, sample, SEED)
     train, held = datasets.split_articles(articles, held_out / len(articles), SEED)
@@ -64,8 +63,7 @@ def build_corpus(out: Path, sample: int | None, held_out: int) -> dict[str, int]
 
 
 def run_row(row: tuple, work: Path, number: int, vocab_size: int, epochs: int) -> dict:
-    """Train row ``number`` of TABLE_1 on ``work/data``: its results-table cells (test figures from the
-    log, checked against metrics.json) and its history (one entry per epoch run)."""
+    """Train row ``number`` of TABLE_1 on ``work/data``: its table cells and per-epoch history."""
     base, data = work / f"row{number}", work / "data"
     rate, tied, comparators, aws_accuracy, aws_cross_entropy = row
     hp = {**BASE_HYPERPARAMETERS, "negative_sampling_rate": str(rate), "epochs": str(epochs),
@@ -121,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         CURVES.write_bytes(png)
         write_results(args.results, "doc_ablation.py", sys.argv[1:] if argv is None else argv, conditions,
                       {"results": results}, {**counts, "data_seconds": f"{data_seconds:.0f}", "seed": SEED,
-                                             "pairs_per_article": PAIRS_PER_ARTICLE, "enc_dim": ENC_DIM,
-                                             "epochs": epochs})
+                       "pairs_per_article": PAIRS_PER_ARTICLE, "enc_dim": ENC_DIM, "epochs": epochs})
     return 0
 
 

@@ -9,8 +9,6 @@ hits@k also through ``top_k`` on ``/invocations`` (issue 15); TF-IDF and MiniLM 
     .venv/bin/python benchmarks/doc_retrieval.py --quick --results /tmp/dr  # tiny, into /tmp/dr
 """
 
-from __future__ import annotations
-
 import argparse
 import collections
 import importlib.metadata
@@ -57,12 +55,11 @@ COMPATIBLE = {
     "early_stopping_tolerance": "0.01", "mini_batch_size": "512", "mlp_activation": "relu",
     "mlp_dim": "512", "mlp_layers": "2", "output_layer": "softmax", "num_classes": "2",
     "optimizer": "adam", "weight_decay": "0"}
-WIDE = {"enc_dim": "1024", "learning_rate": "0.003", "negative_sampling_rate": "1", "epochs": "2"}
-IN_BATCH = {"in_batch_softmax_weight": "1", "in_batch_softmax_temperature": "0.05"}
-IDF = {"token_weighting": "idf"}
 ROWS = {  # the candidates every pipeline trains: name -> (changes to COMPATIBLE, enc0_max_seq_len)
     "compatible": ({}, 500),
-    "wide-in-batch-idf": ({**WIDE, **IN_BATCH, **IDF}, 2000)}
+    "wide-in-batch-idf": ({"enc_dim": "1024", "learning_rate": "0.003", "negative_sampling_rate": "1",
+                           "epochs": "2", "in_batch_softmax_weight": "1",
+                           "in_batch_softmax_temperature": "0.05", "token_weighting": "idf"}, 2000)}
 PIPELINES = {  # name -> hyperparameters added; "ids" sends client-side token ids, the others text
     "ids": {}, "text-wordlevel": {"enc0_tokenizer": "wordlevel"}, "text-wordpiece": {}}
 Split = collections.namedtuple("Split", "queries truths query_ids truth_ids")  # dev or test
@@ -147,10 +144,9 @@ def pooled(models: list[Model], split: str) -> np.ndarray:
     return np.concatenate([m.ranks[split] for m in models])
 
 
-def per_seed(ranks: list[np.ndarray] | None) -> str:
+def per_seed(ranks: list[np.ndarray]) -> str:
     """hits@1 / mean rank of each seed's split."""
-    return "" if ranks is None else "; ".join(f"{100 * np.mean(r <= 1):.1f} % / {np.mean(r):.1f}"
-                                              for r in ranks)
+    return "; ".join(f"{100 * np.mean(r <= 1):.1f} % / {np.mean(r):.1f}" for r in ranks)
 
 
 def tfidf_ranks(corpus: Corpus, split: Split) -> np.ndarray:
@@ -185,21 +181,17 @@ def minilm(corpora: list[Corpus]) -> tuple[dict[str, list[np.ndarray] | None], s
             ", ".join(f"{n} {importlib.metadata.version(n)}" for n in (MINILM, "sentence-transformers")))
 
 
-def invoke(port: int, instances: list, **extra) -> list[dict]:
-    """``/invocations`` predictions for ``{"in0": x, **extra}`` per instance (strings or id lists)."""
+def invoke(port: int, instances: list, key: str = "embeddings", **extra) -> list:
+    """``/invocations``: each prediction's ``key`` for ``{"in0": x, **extra}`` per instance (strings
+    or id lists)."""
     out = []
     for start in range(0, len(instances), EMBED_BATCH):
         body = json.dumps({"instances": [{"in0": x, **extra} for x in instances[start:start + EMBED_BATCH]]})
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
                                          {"Content-Type": "application/json", "Accept": "application/json"})
         with urllib.request.urlopen(request, timeout=300) as resp:
-            out += json.loads(resp.read())["predictions"]
+            out += [p[key] for p in json.loads(resp.read())["predictions"]]
     return out
-
-
-def embed(port: int, instances: list) -> np.ndarray:
-    """enc0 embeddings of ``instances`` from ``/invocations``."""
-    return np.asarray([p["embeddings"] for p in invoke(port, instances)], np.float64)
 
 
 def train(pipeline: str, row: str, seed: int, corpus: Corpus, work: Path, args) -> Model:
@@ -220,11 +212,11 @@ def evaluate(model: Model, split: Split, name: str) -> None:
     document_len, text = ROWS[model.row][1], model.pipeline != "ids"
     queries = split.queries if text else split.query_ids
     with serving(model.base, {"MODEL_SERVER_WORKERS": "1"}) as (port, _):
-        vectors = embed(port, queries)
+        vectors = invoke(port, queries)
         start = time.perf_counter()
-        truths = embed(port, split.truths if text else [t[:document_len] for t in split.truth_ids])
+        truths = invoke(port, split.truths if text else [t[:document_len] for t in split.truth_ids])
         model.embed_rate = len(split.truths) / (time.perf_counter() - start)
-        found = [[n["id"] for n in p["neighbors"]] for p in invoke(port, queries, top_k=max(HITS_AT))
+        found = [[n["id"] for n in p] for p in invoke(port, queries, "neighbors", top_k=max(HITS_AT))
                  ] if name == "test" else None
     ranks = model.ranks[name] = truth_ranks(vectors, truths)
     if found is not None:  # query i's truth is catalog item i: within the first k neighbours?
@@ -270,7 +262,7 @@ def tables(models: dict, chosen: dict, baselines: dict, corpus: Corpus) -> dict:
              f"differ for {sum(m.top_k_differs for m in ms)} queries"] for p, ms in chosen.items()]
     for name, (what, ranks) in baselines.items():
         dev.append([name, what, *figures(joined(ranks["dev"])), "", "", ""])
-        test.append([name, what, *figures(joined(ranks["test"])), per_seed(ranks["test"]), ""])
+        test.append([name, what, *figures(joined(ranks["test"])), per_seed(ranks["test"] or []), ""])
     return {"dev": res.table(["pipeline", "row", *(f"hits@{k}" for k in HITS_AT), "mean rank",
                               "best epoch / epochs", "training (s)", "chosen"], dev, f"ll{hits}rlrl"),
             "test": res.table(["pipeline", "chosen row", *(f"hits@{k}" for k in HITS_AT), "mean rank",
@@ -293,10 +285,9 @@ def hits_png(outcomes: dict[str, np.ndarray], note: str) -> bytes:
 
 
 def verdict(chosen: dict[str, list[Model]]) -> str:
-    """Issue 14's target: the best text pipeline (by dev) matches the ids one on test (hits@1, rank),
-    both over the pooled queries of all seeds."""
+    """Issue 14's target: the best text pipeline (by dev) matches the ids one on test (pooled)."""
     ids, texts = chosen.get("ids"), [ms for p, ms in chosen.items() if p != "ids"]
-    if ids is None or not texts:
+    if not (ids and texts):
         return ""
     best = max(texts, key=lambda ms: score(pooled(ms, "dev")))
     (h, r), (hi, ri) = score(pooled(best, "test")), score(pooled(ids, "test"))

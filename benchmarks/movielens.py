@@ -38,17 +38,15 @@ BIAS_TOKEN = 0  # first token of every item bag (user ids start at 1): a learned
 # the item_bag network: enc1 = sigmoid(sum of the bag's rows); hadamard + concat into the linear output
 AUTOREC_ENCODER = {"enc1_pooling": "sum", "enc1_activation": "sigmoid",
                    "comparator_list": "hadamard, concat", "mlp_layers": "0"}
+AWS = {"enc_dim": "1024", "mlp_layers": "1", "mlp_dim": "256", "mlp_activation": "tanh",
+       "comparator_list": "hadamard, concat, abs_diff", "optimizer": "adam", "learning_rate": "0.001",
+       "mini_batch_size": "64", "epochs": "20", "dropout": "0.0", "weight_decay": "0",
+       "early_stopping_patience": "3", "early_stopping_tolerance": "0.01"}
 CONFIGS: dict[str, dict[str, str]] = {
-    # AWS's notebook (section 8.1), unchanged
-    "aws": {"enc_dim": "1024", "mlp_layers": "1", "mlp_dim": "256", "mlp_activation": "tanh",
-            "comparator_list": "hadamard, concat, abs_diff", "optimizer": "adam", "learning_rate": "0.001",
-            "mini_batch_size": "64", "epochs": "20", "dropout": "0.0", "weight_decay": "0",
-            "early_stopping_patience": "3", "early_stopping_tolerance": "0.01"},
+    "aws": AWS,  # AWS's notebook (section 8.1), unchanged
     # first guess: smaller encodings, ReLU MLP, strong dropout (dropout on the encodings hurts here)
-    "mlp-dropout": {"enc_dim": "64", "mlp_layers": "1", "mlp_dim": "256", "mlp_activation": "relu",
-                    "comparator_list": "hadamard, concat, abs_diff", "optimizer": "adam",
-                    "learning_rate": "0.001", "mini_batch_size": "256", "epochs": "12", "dropout": "0.5",
-                    "weight_decay": "0", "early_stopping_patience": "3", "early_stopping_tolerance": "0.01"},
+    "mlp-dropout": {**AWS, "enc_dim": "64", "mlp_activation": "relu", "mini_batch_size": "256",
+                    "epochs": "12", "dropout": "0.5"},
     # a biased matrix factorisation in Object2Vec terms: hadamard gives the weighted dot product, concat the
     # user and item biases; row_sparse makes weight decay lazy (only the batch's rows decay), which
     # regularises rare users and movies as per-rating L2 does in classic MF
@@ -70,7 +68,7 @@ QUICK_CONFIGS = {"quick": QUICK, "quick-autorec": {**QUICK, **AUTOREC_ENCODER}} 
 
 
 def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Root mean squared error, in float64."""
+    """Root mean squared error, in float64 (``truth`` may be integers)."""
     return float(np.sqrt(np.mean((np.asarray(pred, dtype=np.float64) - truth) ** 2)))
 
 
@@ -83,14 +81,12 @@ def bias_baseline(train: np.ndarray, valid: np.ndarray, lam_item: float = 25.0,
     for _ in range(sweeps):
         bi = np.bincount(i, r - mu - bu[u], n) / (np.bincount(i, minlength=n) + lam_item)
         bu = np.bincount(u, r - mu - bi[i], n) / (np.bincount(u, minlength=n) + lam_user)
-    truth = valid[:, 2].astype(np.float64)
     pred = np.clip(mu + bu[valid[:, 0]] + bi[valid[:, 1]], 1, 5)
-    return {"global_mean": rmse(np.full_like(truth, mu), truth), "bias": rmse(pred, truth)}
+    return {"global_mean": rmse(np.full(len(valid), mu), valid[:, 2]), "bias": rmse(pred, valid[:, 2])}
 
 
 def item_bags(train: np.ndarray, rows: np.ndarray, own: bool) -> list[list[int]]:
-    """The ``in1`` bag of each row's movie: per training rater, the user id once per star, after
-    ``BIAS_TOKEN``; ``own``: the rows are training ratings, each left out of its own bag."""
+    """Each row's ``in1``: ``BIAS_TOKEN``, then its movie's other training raters' ids, each once per star."""
     raters: dict[int, dict[int, list[int]]] = {}  # movie -> rater -> repeated user id
     for u, i, r in train.tolist():
         raters.setdefault(i, {})[u] = [u] * r
@@ -98,20 +94,17 @@ def item_bags(train: np.ndarray, rows: np.ndarray, own: bool) -> list[list[int]]
                             for t in ids] for u, i, _ in rows.tolist()]
 
 
-def saved_model_rmse(model_dir: Path, valid: np.ndarray, valid_in1: list[list[int]]
-                     ) -> tuple[float, float]:
+def saved_model_rmse(model_dir: Path, valid: np.ndarray, valid_in1: list[list[int]]) -> tuple[float, float]:
     """(raw, clipped to 1-5) validation RMSE of the model in ``model_dir``."""
     with torch.no_grad():
-        pred = load_artifact(model_dir).model.scores(
-            Tokens.from_lists([[u] for u in valid[:, 0].tolist()]), Tokens.from_lists(valid_in1))
-    pred, truth = pred[:, 0].numpy(), valid[:, 2].astype(np.float64)
-    return rmse(pred, truth), rmse(np.clip(pred, 1, 5), truth)
+        pred = load_artifact(model_dir).model.scores(Tokens.from_lists([[u] for u in valid[:, 0].tolist()]),
+                                                     Tokens.from_lists(valid_in1))[:, 0].numpy()
+    return rmse(pred, valid[:, 2]), rmse(np.clip(pred, 1, 5), valid[:, 2])
 
 
 def run_config(name: str, hyperparameters: dict[str, str], train: np.ndarray, valid: np.ndarray,
                workdir: Path) -> dict:
-    """Train configuration ``name`` through container/train; its figures from the log and from
-    the saved model (which must agree: the model served is the one the log scored)."""
+    """Train ``name`` through container/train; its figures from the log and from the saved model."""
     bags = name in ITEM_BAG
     in1 = [item_bags(train, rows, own=rows is train) if bags else [[i] for i in rows[:, 1].tolist()]
            for rows in (train, valid)]
@@ -125,20 +118,18 @@ def run_config(name: str, hyperparameters: dict[str, str], train: np.ndarray, va
                                 for (u, _, r), b in zip(rows.tolist(), ids)))
     # one thread: the models are small, and one is fastest and least disturbed by other load
     run = train_tree(workdir / name, hyperparameters, channels, threads=1)
-    val = [float(v) for split, v in MSE.findall(run.log) if split == "validation"]
-    trn = [float(v) for split, v in MSE.findall(run.log) if split == "train"]
-    best = int(np.argmin(val))
+    mse = {s: [float(v) for split, v in MSE.findall(run.log) if split == s] for s in ("train", "validation")}
+    val, best = mse["validation"], int(np.argmin(mse["validation"]))
     rmse_log = math.sqrt(val[best])
     raw, clipped = saved_model_rmse(workdir / name / "model", valid, in1[1])
-    if abs(raw - rmse_log) > 1e-3:
+    if abs(raw - rmse_log) > 1e-3:  # they must agree: the model served is the one the log scored
         raise SystemExit(f"{name}: the saved model scores validation RMSE {raw:.4f}, the log {rmse_log:.4f}")
     return {"name": name, "seconds": run.seconds, "epochs_run": len(val), "best_epoch": best, "val_mse": val,
-            "train_mse": trn, "rmse_log": rmse_log, "rmse_model": raw, "rmse_model_clipped": clipped}
+            "train_mse": mse["train"], "rmse_log": rmse_log, "rmse_model": raw, "rmse_model_clipped": clipped}
 
 
 def curves_png(results: list[dict], baseline: float) -> bytes:
-    """Train and validation RMSE per epoch of every configuration run, the bias baseline as a flat
-    line (a configuration that stopped early has a shorter line)."""
+    """Train and validation RMSE per epoch of every run (shorter if it stopped early), the bias baseline."""
     epochs = max(len(r["val_mse"]) for r in results)
     flat = [Series("bias baseline", [baseline] * epochs, (127, 127, 127))]
     panels = [Panel(f"{split} RMSE", [
@@ -170,25 +161,22 @@ def configs_table(names: list[str]) -> dict:
 
 def run_plan(plan: list[tuple[int, str]], configs: dict[str, dict[str, str]], quick: bool
              ) -> tuple[list[dict], dict[str, str]]:
-    """Train every (split seed, configuration) of ``plan`` in order; the runs' figures, and the data
-    counts of the first run's split."""
+    """Train each (split seed, configuration) of plan in order; their figures, the first split's counts."""
     loaded = datasets.load_movielens_ratings()
     ratings = np.stack([loaded.users, loaded.items, loaded.ratings.astype(np.int64)], axis=1)
     vocab = dict(zip(("enc0_vocab_size", "enc1_vocab_size"), map(str, loaded.vocab_sizes)))
     results, data = [], {}
     with tempfile.TemporaryDirectory(prefix="o2v-movielens-") as tmp:
         for seed, name in plan:
-            train_index, valid_index = datasets.split_per_user(loaded, HELD_OUT, seed)
-            train, valid = ratings[train_index], ratings[valid_index]
+            train, valid = (ratings[index] for index in datasets.split_per_user(loaded, HELD_OUT, seed))
             baseline = bias_baseline(train, valid)
             if quick:
                 train = train[np.random.default_rng(seed).choice(len(train), 2000, replace=False)]
             data = data or {"train": f"{len(train):,}", "validation": f"{len(valid):,}",
                             "users": vocab["enc0_vocab_size"], "movies": vocab["enc1_vocab_size"],
                             "global_mean": f"{baseline['global_mean']:.4f}"}
-            res = run_config(name, {**FIXED, **vocab, **configs[name]}, train, valid,
-                             Path(tmp) / f"seed{seed}")
-            results.append({**res, "seed": seed, "baseline": baseline["bias"]})
+            r = run_config(name, {**FIXED, **vocab, **configs[name]}, train, valid, Path(tmp, f"seed{seed}"))
+            results.append({**r, "seed": seed, "baseline": baseline["bias"]})
             print(" | ".join(results_table(results[-1:])["rows"][0]), flush=True)
     return results, data
 
@@ -215,12 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.no_results or args.quick):
         CURVES.write_bytes(png)
         drift = max(abs(r["rmse_model"] - r["rmse_log"]) for r in results)
-        write_results(
-            args.results, "movielens.py", sys.argv[1:] if argv is None else argv, conditions,
-            {"results": results_table(results), "configs": configs_table(list(configs))},
-            {"seed": SEED, "held_out": HELD_OUT, **data, "drift": f"{drift:.1e}", "best": best["name"],
-             "best_rmse": f"{best['rmse_log']:.4f}", **met,
-             "fixed": ", ".join(f"`{k}` {v}" for k, v in FIXED.items())})
+        write_results(args.results, "movielens.py", sys.argv[1:] if argv is None else argv, conditions,
+                      {"results": results_table(results), "configs": configs_table(list(configs))},
+                      {"seed": SEED, "held_out": HELD_OUT, **data, "drift": f"{drift:.1e}",
+                       "best": best["name"], "best_rmse": f"{best['rmse_log']:.4f}", **met,
+                       "fixed": ", ".join(f"`{k}` {v}" for k, v in FIXED.items())})
     return 0
 
 

@@ -10,8 +10,6 @@ explains it). Exits 1, writing nothing, if no replacement worker served within `
 of the end of the load.
 """
 
-from __future__ import annotations
-
 import argparse
 import contextlib
 import http.client
@@ -25,16 +23,7 @@ from pathlib import Path
 import psutil
 from o2vtools.process import serving
 from o2vtools.results import Conditions, add_results_arguments, markdown_table, table, write_results
-from serve_load import (
-    FULL_MODEL,
-    QUICK_MODEL,
-    build_model,
-    make_bodies,
-    post,
-    run_clients,
-    server_values,
-    summary,
-)
+from serve_load import build_model, make_bodies, post, run_clients, server_values, summary
 
 WARMUP = 5  # requests per client before the measured load
 RECOVERY_GRACE_S = 30  # how long after the load ends the kill monitor keeps waiting for recovery
@@ -69,8 +58,7 @@ def probe_owner(port: int, body: bytes, master: psutil.Process) -> int | None:
 
 
 def kill_one_worker(master: psutil.Process, port: int, body: bytes, t0: float, seconds: float) -> dict:
-    """Half-way through the load that started at ``t0``: SIGKILL one worker, then poll until the
-    worker count is back and a replacement answers a probe (or ``RECOVERY_GRACE_S`` after the load)."""
+    """SIGKILL a worker half-way through the load; how soon the worker count is back and a new one serves."""
     time.sleep(max(0.0, t0 + seconds / 2 - time.perf_counter()))
     before = workers_of(master)
     os.kill(before[0].pid, signal.SIGKILL)
@@ -88,8 +76,7 @@ def kill_one_worker(master: psutil.Process, port: int, body: bytes, t0: float, s
 
 
 def kill_values(kill: dict, t0: float, records: list) -> dict[str, str]:
-    """The prose's figures of the kill: when, the failed requests (sent how many ms before or after
-    it), seconds until a new worker was there and served, successful requests/s before and after."""
+    """The prose's figures of the kill: when, failed requests (ms from it), recovery, requests/s around it."""
     at, end = kill["killed_at"], max(start + latency for start, latency, _ in records)
     failed = [(start - at) * 1000 for start, _, error in records if error is not None]
     ok_before = sum(error is None and start < at for start, _, error in records)
@@ -98,13 +85,6 @@ def kill_values(kill: dict, t0: float, records: list) -> dict[str, str]:
             "failed_from": f"{min(failed, default=0):+.0f}", "failed_to": f"{max(failed, default=0):+.0f}",
             **{k: "-" if kill[k] is None else f"{kill[k]:.2f}" for k in ("count_back_s", "serving_s")},
             "rps_before": f"{ok_before / (at - t0):,.0f}", "rps_after": f"{ok_after / (end - at):,.0f}"}
-
-
-def load_row(name: str, size: str, f: dict) -> list[str]:
-    """One load's row: its figures from :func:`serve_load.summary`, the errors by kind."""
-    errors = ", ".join(f"{n} {kind}" for kind, n in f["errors"].most_common()) or "0"
-    return [name, size, f"{f['requests']:,}", f"{f['rps']:,.0f}", f"{f['p50']:.2f}", f"{f['p99']:.2f}",
-            errors]
 
 
 def rss_table(start: dict[str, float], end: dict[str, float], victim: int) -> dict:
@@ -124,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     clients, seconds = (2, 3.0) if args.quick else (16, 60.0)
     conditions = Conditions.start()
     with tempfile.TemporaryDirectory(prefix="reliability_") as tmp:
-        vocab = build_model(Path(tmp), QUICK_MODEL if args.quick else FULL_MODEL)
+        vocab = build_model(Path(tmp), args.quick)
         bodies = [make_bodies("pair", vocab, i) for i in range(clients)]  # the same for both loads
         with serving(Path(tmp)) as (port, server):  # container/serve as this environment sets it up
             master = psutil.Process(server.pid)
@@ -136,8 +116,10 @@ def main(argv: list[str] | None = None) -> int:
                                             kill_one_worker(master, port, bodies[0][0], t0, seconds))
             rss_end = rss_mb(master)
     conditions.finish()
-    rows = [load_row(name, f"{clients} x {seconds:g} s", figures)
-            for name, figures in (("steady", steady), ("worker killed half-way", summary(t0, records)))]
+    # one row per load: its figures from summary(), the errors by kind
+    rows = [[name, f"{clients} x {seconds:g} s", f"{f['requests']:,}", f"{f['rps']:,.0f}", f"{f['p50']:.2f}",
+             f"{f['p99']:.2f}", ", ".join(f"{n} {kind}" for kind, n in f["errors"].most_common()) or "0"]
+            for name, f in (("steady", steady), ("worker killed half-way", summary(t0, records)))]
     loads = table(["load", "clients x time", "ok requests", "requests/s", "p50 ms", "p99 ms", "errors"],
                   rows, "llrrrrl")
     memory, kill_figures = rss_table(rss_start, rss_end, kill["victim"]), kill_values(kill, t0, records)

@@ -8,8 +8,6 @@ Every run trains the document-embedding configuration through ``container/train`
 ``OBJECT2VEC_NPROC_PER_HOST`` set and reads its ``#throughput_metric`` (``prose/scaling.md``).
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import re
@@ -48,8 +46,7 @@ def zipf_ids(rng: np.random.Generator, n: int, vocab: int, exponent: float = 1.1
 
 
 def train(tmp: Path, channel: Path, hp: dict[str, str], nproc: int) -> float:
-    """Train on a fresh tree in ``tmp`` (no checkpoint of an earlier run to resume from) through
-    container/train; the best epoch's records/s (epoch 0 includes warm-up)."""
+    """container/train on a fresh tree in ``tmp`` (no checkpoint to resume); the best epoch's records/s."""
     with tempfile.TemporaryDirectory(dir=tmp) as base:
         # no resourceconfig.json: its network interface would become gloo's instead of loopback
         write_json(Path(base, "input", "config", "hyperparameters.json"), hp)
@@ -58,12 +55,11 @@ def train(tmp: Path, channel: Path, hp: dict[str, str], nproc: int) -> float:
                         OBJECT2VEC_MASTER_PORT=str(free_port()))
     if run.code:
         raise SystemExit(f"training with {nproc} process(es) failed:\n{run.log[-3000:]}")
-    return max(float(x) for x in THROUGHPUT.findall(run.log))
+    return max(float(x) for x in THROUGHPUT.findall(run.log))  # the best: epoch 0 includes warm-up
 
 
 def measure(records: int, vocab: int, seq_len: int, procs: list[int], runs: int) -> dict[int, list[float]]:
-    """records/s per process count, one per run; every run trains each count once, in turn, on the
-    same seeded Zipf records (label 1, negatives from sampling)."""
+    """records/s per process count, one per run (each count in turn), on the same seeded Zipf records."""
     hp = dict(HYPERPARAMETERS, enc0_max_seq_len=str(seq_len), enc0_vocab_size=str(vocab))
     rates: dict[int, list[float]] = {nproc: [] for nproc in procs}
     with tempfile.TemporaryDirectory() as tmp:
@@ -78,9 +74,8 @@ def measure(records: int, vocab: int, seq_len: int, procs: list[int], runs: int)
 
 
 def bytes_table() -> dict:
-    """Bytes each rank sends per step, on paper, per rank count W: ring all-reduce of a dense
-    tensor sends 2 (W-1)/W of it; the all-gather of row_sparse (id, row) pairs sends a rank's own
-    rows to W-1 peers. A rank's rows: the unique ids of its share of a batch of seeded Zipf ids."""
+    """Bytes a rank sends per step on paper, W ranks: a ring all-reduce sends 2 (W-1)/W of a dense tensor,
+    the row_sparse all-gather the rank's (id, row) pairs (unique ids of its share of a batch) to W-1 peers."""
     rng, rows = np.random.default_rng(0), []
     for world in PAPER_RANKS:
         unique = int(np.unique(zipf_ids(rng, PAPER_BATCH // world * PAPER_TOKENS, PAPER_VOCAB)).size)
@@ -95,8 +90,7 @@ def bytes_table() -> dict:
 
 
 def throughput_table(rates: dict[int, list[float]]) -> dict:
-    """records/s per process count (median and each run) and the speed-up of the medians against
-    the first count."""
+    """records/s per process count (median and each run), the medians' speed-up against the first count."""
     first = next(iter(rates.values()))
     header = ["processes", "backend", f"records/s ({results.plural(len(first), 'run')})", "speed-up"]
     return results.table(header, [
@@ -119,10 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     tables = {"throughput": throughput_table(rates), "bytes": bytes_table()}
     print("\n\n".join(results.markdown_table(**t) for t in tables.values()))
     if not (args.no_results or args.quick):
-        argv = list(sys.argv[1:] if argv is None else argv)
-        results.write_results(args.results, "scaling.py", argv, conditions, tables, {
-            "procs": " and ".join(map(str, rates)), "vocab": f"{vocab:,}", "records": f"{records:,}",
-            "seq_len": seq_len, "cpus": os.cpu_count()})
+        results.write_results(args.results, "scaling.py", sys.argv[1:] if argv is None else argv, conditions,
+                              tables, {"procs": " and ".join(map(str, rates)), "vocab": f"{vocab:,}",
+                                       "records": f"{records:,}", "seq_len": seq_len, "cpus": os.cpu_count()})
     return 0
 
 

@@ -8,8 +8,6 @@ and runs ``SCENARIOS`` from client processes, ``RUNS`` times each. A full run wr
 ``results/serve_load.json`` (``prose/serve_load.md`` explains it); ``reliability.py`` reuses all this.
 """
 
-from __future__ import annotations
-
 import argparse
 import http.client
 import json
@@ -46,8 +44,8 @@ SCENARIOS = {
 }
 
 
-def build_model(base: Path, hyperparameters: dict[str, str]) -> int:
-    """Write an untrained model to ``base/model``; returns its vocabulary size."""
+def build_model(base: Path, quick: bool) -> int:
+    """Write an untrained ``QUICK_MODEL`` or ``FULL_MODEL`` to ``base/model``; returns its vocabulary size."""
     import torch
 
     from object2vec.artifact import save_artifact
@@ -55,7 +53,7 @@ def build_model(base: Path, hyperparameters: dict[str, str]) -> int:
     from object2vec.model.object2vec import ModelConfig, Object2Vec
 
     torch.manual_seed(0)
-    hp = parse_hyperparameters(hyperparameters)
+    hp = parse_hyperparameters(QUICK_MODEL if quick else FULL_MODEL)
     save_artifact(base / "model", Object2Vec(ModelConfig.from_hyperparameters(hp)), hp)
     return hp.enc0.vocab_size
 
@@ -86,8 +84,7 @@ def post(conn: http.client.HTTPConnection, body: bytes) -> str | None:
 
 
 def client(port: int, bodies: list[bytes], warmup: int, requests: float, seconds: float) -> list:
-    """One client of :func:`run_clients`: ``warmup`` requests, then, once all are ready, ``requests``
-    requests or as many as fit in ``seconds``. Returns ``[(start, latency, error or None), ...]``."""
+    """``warmup`` requests, then, with the other clients, the load: ``[(start, latency, error or None)]``."""
     conn, records = http.client.HTTPConnection("127.0.0.1", port, timeout=60), []
     try:
         for i in range(warmup):
@@ -106,9 +103,8 @@ def client(port: int, bodies: list[bytes], warmup: int, requests: float, seconds
 
 def run_clients(port: int, bodies: list[list[bytes]], warmup: int, requests: float = math.inf,
                 seconds: float = math.inf, during=None) -> tuple[float, list, object]:
-    """One client per entry of ``bodies``, each in its own process (not threads: 16 request loops
-    in one interpreter would contend for its GIL), started together; returns when they started, all
-    their records and what ``during(start)`` returned, called here while they run."""
+    """A client process per entry of ``bodies``, started together: (start, all records, ``during(start)``)."""
+    # processes, not threads: 16 request loops in one interpreter would contend for its GIL
     ctx = mp.get_context("fork")  # the clients import nothing heavy: forked, they start fast
     barrier = ctx.Barrier(len(bodies) + 1)  # this process is a party too: t0 is when the load starts
     with ctx.Pool(len(bodies), initializer=START.append, initargs=(barrier,)) as pool:
@@ -147,8 +143,7 @@ def fig(x: float) -> str:
 
 
 def scenario_row(port: int, vocab: int, name: str, quick: bool) -> list[str]:
-    """Run one scenario ``RUNS`` times (once with --quick; request bodies seeded by run and client):
-    its table row of medians, target and whether they meet it."""
+    """Run one scenario ``RUNS`` times (once with --quick): its row of medians, target and whether met."""
     what, target, met, full, small = SCENARIOS[name]
     clients, requests, warmup = small if quick else full
     runs = []
@@ -171,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     conditions = Conditions.start()
     with tempfile.TemporaryDirectory(prefix="serve_load_") as tmp:
-        vocab = build_model(Path(tmp), QUICK_MODEL if args.quick else FULL_MODEL)
+        vocab = build_model(Path(tmp), args.quick)
         with serving(Path(tmp)) as (port, _):
             print(f"container/serve on port {port}, {server_values()}", flush=True)
             rows = [scenario_row(port, vocab, name, args.quick) for name in SCENARIOS]

@@ -1,17 +1,16 @@
-"""Training throughput per encoder, the memory and time of loading a large channel, and dense vs
-row_sparse updates over a vocabulary sweep (``prose/train_throughput.md``, ``prose/sparse.md``).
+"""Training throughput per encoder, the memory and time of loading a large channel, dense vs
+row_sparse updates over a vocabulary sweep, and the catalog's vector index (``prose/*.md``).
 
-    .venv/bin/python benchmarks/train_throughput.py                  # every section (~15 min)
+    .venv/bin/python benchmarks/train_throughput.py                  # every section (~17 min)
     .venv/bin/python benchmarks/train_throughput.py --quick          # smoke run, seconds
     .venv/bin/python benchmarks/train_throughput.py --sections sparse --sparse-runs 1 --no-results
 
-A full run writes ``results/train_throughput.json`` (sections load and throughput) and
-``results/sparse.json`` (section sparse); ``--quick`` never writes.
+A full run writes ``results/train_throughput.json`` (sections load and throughput),
+``results/sparse.json`` (sparse) and ``results/neighbors.json`` (index); ``--quick`` never writes.
 """
 
-from __future__ import annotations
-
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -31,10 +30,9 @@ RSS_LIMIT_MB = 1536
 ZIPF = 1.1  # exponent of the sparse section's token frequencies (about that of words in text)
 # A row of the load table each: (how one side of a record is written, the tokenizer of a text
 # side, worker processes); the text rows load the same pairs, word i written as "w<i>".
-LOAD_FORMATS = {"id lists": (list, None, 1),
-                **{f"text, {tok}, {n} process{'es' * (n > 1)}": (lambda ids: " ".join(f"w{i}" for i in ids),
-                                                               tok, n)
-                   for tok in ("wordlevel", "wordpiece") for n in (1, len(os.sched_getaffinity(0)))}}
+LOAD_FORMATS = {"id lists": (list, None, 1), **{
+    f"text, {tok}, {n} process{'es' * (n > 1)}": (lambda ids: " ".join(f"w{i}" for i in ids), tok, n)
+    for tok in ("wordlevel", "wordpiece") for n in (1, len(os.sched_getaffinity(0)))}}
 # The published document-embedding configuration (object2vec.md, sparse-update launch notes).
 DOC_CONFIG = {"enc1_network": "enc0", "tied_token_embedding_weight": "true",
               "comparator_list": "hadamard", "mlp_dim": "512", "mlp_layers": "2", "optimizer": "adam"}
@@ -59,35 +57,38 @@ class Config:
     sparse_warmup: int = 5
     sparse_steps: int = 10
     sparse_runs: int = 4
+    index_items: tuple[int, ...] = (100_000, 1_000_000)  # catalog sizes of the index section
 
 
 QUICK = Config(vocab=2_000, min_len=5, max_len=10, enc_dim=16, batch_size=64, repeats=2,
                load_records=5_000, load_len=10, vocabs=(1_000, 20_000), dense_max_vocab=1_000,
-               sparse_warmup=1, sparse_steps=2, sparse_runs=2)
+               sparse_warmup=1, sparse_steps=2, sparse_runs=2, index_items=(3_000,))
 
 
 def pairs(cfg: Config, zipf: bool = False):
-    """Seeded random pairs as PairData, enough for ``measure_training``, labels 0/1: lengths uniform
-    in [min_len, max_len] and ids uniform in [0, vocab); or, with ``zipf``, every sequence
-    ``max_len`` tokens and P(rank r) ~ 1 / r**ZIPF, the ranks scattered over the table (a vocabulary
-    is rarely sorted by frequency)."""
+    """Seeded random pairs for ``measure_training``, labels 0/1: lengths in [min_len, max_len] and
+    uniform ids; or, with ``zipf``, ``max_len`` tokens of ``zipf_ids``."""
     from object2vec.data.records import PairData, Side
 
     rng = np.random.default_rng(0)
     n, vocab, max_len = cfg.batch_size * (cfg.warmup + cfg.steps * cfg.repeats), cfg.vocab, cfg.max_len
-    if zipf:
-        cdf = np.cumsum(1.0 / np.arange(1, vocab + 1, dtype=np.float64) ** ZIPF)
-        rank_to_id = rng.permutation(vocab).astype(np.int32)
+    draw = zipf_ids(rng, vocab) if zipf else lambda size: rng.integers(0, vocab, size)
 
     def side() -> Side:
         lengths = np.full(n, max_len) if zipf else rng.integers(cfg.min_len, max_len + 1, n)
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        if not zipf:
-            return Side(rng.integers(0, vocab, int(offsets[-1])).astype(np.int32), offsets)
-        ranks = np.searchsorted(cdf, rng.random(int(offsets[-1])) * cdf[-1], side="right")
-        return Side(rank_to_id[np.minimum(ranks, vocab - 1)], offsets)
+        return Side(draw(int(offsets[-1])).astype(np.int32), offsets)
 
     return PairData(side(), side(), rng.integers(0, 2, n).astype(np.int64))
+
+
+def zipf_ids(rng: np.random.Generator, vocab: int):
+    """``draw(shape)``: ids < ``vocab``, P(rank r) ~ 1 / r**ZIPF, ranks scattered (vocabularies are
+    rarely sorted by frequency)."""
+    cdf = np.cumsum(1.0 / np.arange(1, vocab + 1, dtype=np.float64) ** ZIPF)
+    rank_to_id = rng.permutation(vocab)
+    return lambda shape: rank_to_id[np.minimum(np.searchsorted(cdf, rng.random(shape) * cdf[-1], "right"),
+                                               vocab - 1)]
 
 
 def make_trainer(network: str, cfg: Config, data, extra: dict[str, str] | None = None):
@@ -108,13 +109,9 @@ def measure_training(trainer, data, cfg: Config) -> tuple[float, float]:
     trainer.model.train()
     plan, times = trainer.sampler.plan(0), []
     for b in range(cfg.warmup + cfg.repeats * cfg.steps):
-        t0 = time.perf_counter()
-        batch = plan.batch(data, b)  # an IndexError: the data has too few batches for cfg
-        t1 = time.perf_counter()
-        trainer.train_step(batch)
-        times.append((t1 - t0, time.perf_counter() - t1))
-    repeats = np.reshape(times[cfg.warmup:], (cfg.repeats, cfg.steps, 2)).mean(axis=1)
-    build, step = np.median(repeats, axis=0)
+        build, batch = timed(plan.batch, data, b)  # an IndexError: the data has too few batches for cfg
+        times.append((build, timed(trainer.train_step, batch)[0]))
+    build, step = np.median(np.reshape(times[cfg.warmup:], (cfg.repeats, cfg.steps, 2)).mean(axis=1), axis=0)
     return float(step), float(build)
 
 
@@ -135,18 +132,13 @@ def child(kind: str, **kwargs) -> dict:
 
 
 def write_channel(path: Path, cfg: Config, side) -> int:
-    """``cfg.load_records`` seeded records (two ``cfg.load_len``-token sides of Zipf(ZIPF)-drawn ids
-    < ``cfg.vocab``, each written as ``side(ids)``, and a 0/1 label) as JSON Lines; its size."""
-    rng = np.random.default_rng(0)
-    cdf = np.cumsum(1.0 / np.arange(1, cfg.vocab + 1, dtype=np.float64) ** ZIPF)
-    rank_to_id = rng.permutation(cfg.vocab)
+    """``cfg.load_records`` seeded records (``zipf_ids`` sides as ``side(ids)``) as JSON Lines; its size."""
+    draw = zipf_ids(rng := np.random.default_rng(0), cfg.vocab)
     with path.open("w") as fh:
         for start in range(0, cfg.load_records, 20_000):  # in chunks: all ids as Python ints are GBs
             n = min(20_000, cfg.load_records - start)
-            ranks = np.searchsorted(cdf, rng.random((n, 2, cfg.load_len)) * cdf[-1], side="right")
-            ids = rank_to_id[np.minimum(ranks, cfg.vocab - 1)].tolist()
-            fh.writelines(json.dumps({"in0": side(a), "in1": side(b), "label": y}) + "\n"
-                          for (a, b), y in zip(ids, rng.integers(0, 2, n).tolist()))
+            fh.writelines(json.dumps({"in0": side(a), "in1": side(b), "label": y}) + "\n" for (a, b), y
+                          in zip(draw((n, 2, cfg.load_len)).tolist(), rng.integers(0, 2, n).tolist()))
     return path.stat().st_size
 
 
@@ -159,8 +151,7 @@ def child_load(channel: str, vocab: int, length: int, tokenizer: str | None, wor
     from object2vec.text import train_text_encoder
 
     before, t0 = status_mb("VmRSS"), time.perf_counter()
-    texts = channel_texts(Path(channel), (0, 1))
-    text = train_text_encoder(texts, tokenizer, vocab, True) if tokenizer else None
+    text = tokenizer and train_text_encoder(channel_texts(Path(channel), (0, 1)), tokenizer, vocab, True)
     trained, t0 = time.perf_counter() - t0, time.perf_counter()
     data = load_channel(Path(channel), RecordRules((vocab, vocab), (length, length), False, 2, (text, text)),
                         workers)
@@ -179,9 +170,8 @@ def load_section(cfg: Config) -> dict:
     rows, written, ids_s = [], 0.0, None
     for name, (side, tokenizer, workers) in LOAD_FORMATS.items():
         with tempfile.TemporaryDirectory(prefix="o2v-load-") as channel:
-            t0 = time.perf_counter()
-            size = write_channel(Path(channel) / "data.jsonl", cfg, side)
-            written += time.perf_counter() - t0
+            seconds, size = timed(write_channel, Path(channel) / "data.jsonl", cfg, side)
+            written += seconds
             c = child("load", channel=channel, vocab=cfg.vocab, length=cfg.load_len, tokenizer=tokenizer,
                       workers=workers)
         peak, ids_s = c["peak_rss_mb"], ids_s or c["seconds"]
@@ -227,8 +217,7 @@ def child_sparse(cfg: dict, storage: str, vocab: int) -> None:
     the median step ms, unique rows per batch and peak RSS (MB) as JSON."""
     import torch
 
-    cfg = Config(**cfg)
-    cfg = replace(cfg, vocab=vocab, warmup=cfg.sparse_warmup, steps=cfg.sparse_steps)
+    cfg = Config(**{**cfg, "vocab": vocab, "warmup": cfg["sparse_warmup"], "steps": cfg["sparse_steps"]})
     data = pairs(cfg, zipf=True)
     trainer = make_trainer("pooled_embedding", cfg, data,
                            {**DOC_CONFIG, "token_embedding_storage_type": storage})
@@ -258,8 +247,7 @@ def sparse_section(cfg: Config) -> dict:
 
 
 def sparse_report(cfg: Config, figures: dict, runs: list) -> dict:
-    """The sweep's table (median and each run), the targets the run's vocabularies allow, and the
-    figures prose/sparse.md quotes."""
+    """The sweep's table (median and each run), the targets its vocabularies allow, the prose's figures."""
 
     def median(storage: str, vocab: int, key: str = "step_ms") -> float:
         return statistics.median(f[key] for f in figures[storage, vocab])
@@ -308,9 +296,55 @@ def targets(cfg: Config, measured, median) -> dict:
     return results.table(["target", "figure", "met"], rows, "lll")
 
 
-SECTIONS = {"load": load_section, "throughput": throughput_section, "sparse": sparse_section}
+def index_section(cfg: Config) -> dict:
+    """The catalog's index (``object2vec.neighbors``) over clustered (1,000 Gaussian centres, unit noise)
+    and isotropic stand-ins for embeddings (no structure for ivf's cells to follow): speed, recall."""
+    from object2vec.neighbors import CatalogIndex
+
+    rng, rows, met = np.random.default_rng(0), [], "not measured"
+    centres = rng.standard_normal((1000, cfg.enc_dim), dtype=np.float32)
+
+    def draw(size: int, clustered: bool) -> np.ndarray:
+        noise = rng.standard_normal((size, cfg.enc_dim), np.float32)
+        return noise + centres[rng.integers(0, 1000, size)] if clustered else noise
+
+    for data, n in itertools.product(("clustered", "isotropic"), cfg.index_items):
+        queries, exact = draw(200, data == "clustered"), None
+        items = np.concatenate([draw(min(100_000, n - k), data == "clustered") for k in range(0, n, 100_000)])
+        for kind in ("flat", "ivf"):  # flat first: its answers are the exact ones
+            build, built = timed(CatalogIndex.build, items, list(range(n)), 1, kind=kind)
+            with tempfile.TemporaryDirectory(prefix="o2v-index-") as tmp:  # searched as served:
+                built.save(Path(tmp))  # saved, then loaded (memory-mapped; still mapped once deleted)
+                index, built = CatalogIndex.load(Path(tmp), cfg.enc_dim), None
+            single = [timed(index.search_rows, q[None], 10)[0] for q in queries]
+            batch = statistics.median(timed(index.search_rows, queries[:100], 10)[0] for _ in range(5))
+            found = index.search_rows(queries, 10)[1]
+            exact = found if exact is None else exact
+            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found.tolist(), exact.tolist())])
+            p50 = np.median(single) * 1e3
+            cells = f" ({index.index.nlist:,} cells, {index.index.nprobe} probed)" if kind == "ivf" else ""
+            rows.append([data, f"{n:,}", kind + cells, f"{build:.1f}", f"{p50:.2f}",
+                         f"{np.percentile(single, 99) * 1e3:.2f}", f"{batch * 1e3:.1f}", f"{recall:.3f}"])
+            if (data, n, kind) == ("clustered", 1_000_000, "ivf"):
+                met = "met" if build < 600 and p50 < 10 and recall >= 0.95 else "**not met**"
+    header = ["data", "items", "index", "build s", "top-10 p50 ms", "top-10 p99 ms", "100 queries ms",
+              "recall@10"]
+    return {"tables": {"index": results.table(header, rows, "lrlrrrrr")},
+            "values": {"enc_dim": cfg.enc_dim, "met": met}}
+
+
+def timed(call, *args, **kwargs) -> tuple[float, object]:
+    """Seconds ``call(*args, **kwargs)`` took, and what it returned."""
+    t0 = time.perf_counter()
+    out = call(*args, **kwargs)
+    return time.perf_counter() - t0, out
+
+
+SECTIONS = {"load": load_section, "throughput": throughput_section, "sparse": sparse_section,
+            "index": index_section}
 CHILDREN = {"load": child_load, "sparse": child_sparse}
-FILES = {"train_throughput.json": ("load", "throughput"), "sparse.json": ("sparse",)}
+FILES = {"train_throughput.json": ("load", "throughput"), "sparse.json": ("sparse",),
+         "neighbors.json": ("index",)}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -321,11 +355,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sparse-runs", type=int, help="whole sparse sweeps (default 4)")
     parser.add_argument("--no-results", action="store_true", help="write no results files")
     parser.add_argument("--results", type=Path, default=results.RESULTS_DIR, metavar="DIR",
-                        help="folder of train_throughput.json and sparse.json (benchmarks/results)")
+                        help="folder of the results files (benchmarks/results)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
-    return args
+    return parser.parse_args(argv, argparse.Namespace(argv=list(sys.argv[1:] if argv is None else argv)))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,8 +384,8 @@ def main(argv: list[str] | None = None) -> int:
             parts = [done[name] for name in names]
             results.write_results(args.results / file, "train_throughput.py", args.argv,
                                   results.Conditions.spanning(parts[0][1], parts[-1][1]),
-                                  {k: t for figures, _ in parts for k, t in figures["tables"].items()},
-                                  {k: v for figures, _ in parts for k, v in figures["values"].items()})
+                                  *({k: v for figures, _ in parts for k, v in figures[key].items()}
+                                    for key in ("tables", "values")))
     return 0
 
 
