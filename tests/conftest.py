@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from helpers import REPO
+from helpers import CUDA_ONLY, REPO
 
 
 @pytest.fixture
@@ -23,3 +23,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=CUDA_ONLY)])
+def device(request) -> torch.device:
+    """Where a device-sensitive test runs: the CPU always, and CUDA where torch sees a GPU (those
+    cases carry the ``cuda`` marker: ``pytest -m cuda`` runs just them, as tools/gpu_check.py does)."""
+    return torch.device(request.param)

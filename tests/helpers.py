@@ -17,6 +17,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from object2vec.config.hyperparameters import parse_hyperparameters
@@ -25,6 +26,18 @@ from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.training.metrics import MetricLogger
 
 REPO = Path(__file__).resolve().parents[1]
+
+# A test (or a ``device`` fixture case) that needs a GPU: marked ``cuda``, skipped without one.
+NEEDS_CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+CUDA_ONLY = (pytest.mark.cuda, NEEDS_CUDA)
+
+
+def tolerance(device: torch.device | str, rtol: float = 1.3e-6, atol: float = 1e-5) -> dict[str, float]:
+    """``assert_close`` tolerances: the given ones on the CPU; on CUDA at least TF32's, since cuDNN
+    convolutions and LSTMs use TensorFloat-32 by default (about 1e-3 relative)."""
+    if torch.device(device).type == "cpu":
+        return {"rtol": rtol, "atol": atol}
+    return {"rtol": max(rtol, 2e-3), "atol": max(atol, 2e-3)}
 
 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
@@ -197,12 +210,12 @@ def retrieval_hp(**over):
     return parse_hyperparameters(raw)
 
 
-def trained(hp, data: PairData, seed: int = 0):
-    """A Trainer on ``data`` alone, after ``train()``."""
+def trained(hp, data: PairData, seed: int = 0, device: torch.device | str = "cpu"):
+    """A Trainer on ``data`` alone (on ``device``), after ``train()``."""
     from object2vec.training.trainer import Trainer
 
     torch.manual_seed(0)
-    trainer = Trainer(hp, {"train": data}, QUIET, seed=seed)
+    trainer = Trainer(hp, {"train": data}, QUIET, seed=seed, device=device)
     trainer.train()
     return trainer
 

@@ -49,16 +49,18 @@ SEQS1 = [[3], [0, 1], [2, 2, 2], [1, 3, 0]]
 
 
 @pytest.mark.parametrize("name", sorted(ARTIFACT_CONFIGS))
-def test_artifact_round_trip_gives_identical_scores_and_embeddings(tmp_path, name):
+def test_artifact_round_trip_gives_identical_scores_and_embeddings(tmp_path, name, device):
     """save_artifact then load_artifact rebuilds the same network: bit-identical scores and
-    embeddings of both sides, equal hyperparameters, the metadata, and eval mode."""
+    embeddings of both sides, equal hyperparameters, the metadata, and eval mode. A model on a
+    GPU is saved from there and loaded onto it."""
     hp = artifact_hp(ARTIFACT_CONFIGS[name])
-    model = perturbed_model(hp)
+    model = perturbed_model(hp).to(device)
     save_artifact(tmp_path / "model", model, hp, metadata={"best_epoch": 4, "test": {"x": 1.5}})
-    loaded = load_artifact(tmp_path / "model")
+    loaded = load_artifact(tmp_path / "model", device)
     assert loaded.hyperparameters == hp and loaded.metadata == {"best_epoch": 4, "test": {"x": 1.5}}
     assert not loaded.model.training
-    in0, in1 = Tokens.from_lists(SEQS0), Tokens.from_lists(SEQS1)
+    assert {p.device for p in loaded.model.parameters()} == {model.embeddings[0].weight.device}
+    in0, in1 = Tokens.from_lists(SEQS0, device), Tokens.from_lists(SEQS1, device)
     with torch.no_grad():
         assert torch.equal(loaded.model.scores(in0, in1), model.scores(in0, in1))
         assert torch.equal(loaded.model.encode(0, in0), model.encode(0, in0))

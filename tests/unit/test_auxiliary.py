@@ -204,7 +204,7 @@ def pretrained_hp(freeze=True, **over):
 
 
 @pytest.mark.parametrize("gz,header", [(False, ""), (True, "3 4\n")])
-def test_pretrained_rows_arrive_exactly_and_stay_frozen(tmp_path, gz, header):
+def test_pretrained_rows_arrive_exactly_and_stay_frozen(tmp_path, gz, header, device):
     vectors = {"the": [0.5, -1.0, 2.25, 3.0], "new york": [1.0, 2.0, 3.0, 4.0],
                "unused": [9.0, 9.0, 9.0, 9.0]}
     aux = write_aux(tmp_path, vectors, {"the": 0, "new york": 3, "cat": 1}, gz=gz, header=header)
@@ -212,7 +212,7 @@ def test_pretrained_rows_arrive_exactly_and_stay_frozen(tmp_path, gz, header):
     data = PairData(side(seqs), side(seqs), np.tile([0, 1], 8).astype(np.int64))
     for storage in ("dense", "row_sparse"):
         trainer = Trainer(pretrained_hp(token_embedding_storage_type=storage), {"train": data}, QUIET,
-                          auxiliary_dir=aux)
+                          auxiliary_dir=aux, device=device)
         weight = trainer.model.embeddings[0].weight
         assert weight[0].tolist() == vectors["the"]
         assert weight[3].tolist() == vectors["new york"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import QUIET, retrieval_hp, tiny_data, topic_pairs
+from helpers import QUIET, retrieval_hp, tiny_data, tolerance, topic_pairs
 
 from object2vec.config.hyperparameters import parse_hyperparameters
 from object2vec.training.checkpoint import (
@@ -30,7 +30,7 @@ from object2vec.training.checkpoint import (
     sample_offsets,
     save_checkpoint,
 )
-from object2vec.training.trainer import Trainer
+from object2vec.training.trainer import Trainer, TrainingInterrupted
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -106,10 +106,11 @@ def hp(**over):
     return parse_hyperparameters({**raw, **over})
 
 
-def trainer(directory: Path, digest=DIGEST, **over) -> Trainer:
+def trainer(directory: Path, digest=DIGEST, device="cpu", stop_requested=lambda: False,
+            **over) -> Trainer:
     torch.manual_seed(0)
     return Trainer(hp(**over), {"train": tiny_data()}, QUIET, checkpoint_dir=directory,
-                   data_digest=digest)
+                   data_digest=digest, device=device, stop_requested=stop_requested)
 
 
 @pytest.fixture
@@ -139,6 +140,22 @@ def test_the_same_job_resumes(finished, caplog):
     assert t.resume()
     assert t.start_epoch == 2 and len(t.result.history) == 2
     assert warnings_of(caplog) == []
+
+
+def test_a_run_stopped_on_the_device_resumes_there_to_the_same_weights(tmp_path, device):
+    """A checkpoint written mid-epoch from ``device`` (weights and both optimizers' state there)
+    resumes onto it, and the resumed run ends with the weights of the run that was not stopped."""
+    over = {"token_embedding_storage_type": "row_sparse", "mini_batch_size": "8", "device": device}
+    whole = trainer(None, **over)
+    whole.train()
+    steps = iter(range(100))
+    with pytest.raises(TrainingInterrupted, match="epoch 1 after batch 3"):
+        trainer(tmp_path, stop_requested=lambda: next(steps) == 10, **over).train()  # 8 per epoch
+    resumed = trainer(tmp_path, **over)
+    assert resumed.resume() and (resumed.start_epoch, resumed.start_batch) == (1, 3)
+    resumed.train()
+    for key, value in whole.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, **tolerance(device))
 
 
 def test_other_data_is_not_resumed(finished, caplog):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import ENCODER_NETWORKS, build_model, pooling_hp, retrieval_hp
+from helpers import ENCODER_NETWORKS, build_model, pooling_hp, retrieval_hp, tolerance
 
 from object2vec.model.object2vec import ModelConfig, Object2Vec
 from object2vec.model.tokens import Tokens
@@ -18,19 +18,20 @@ SEQS = [[5], [5, 0], [0, 0, 0, 0, 0, 0], [3, 1, 4, 1, 5, 9], [0], [0, 7], [11, 2
 
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("network", ENCODER_NETWORKS)
-def test_encoder_output_does_not_depend_on_the_rest_of_the_batch(network):
+def test_encoder_output_does_not_depend_on_the_rest_of_the_batch(network, device):
     """Padding invariance: a sequence encodes to the same vector alone or batched with longer and
     shorter sequences, on both sides."""
-    model = build_model(network, enc0_cnn_filter_width=3).eval()
+    model = build_model(network, enc0_cnn_filter_width=3).to(device).eval()
+    close = tolerance(device, rtol=1e-5, atol=1e-6)
     with torch.no_grad():
         for side in (0, 1):
-            together = model.encode(side, Tokens.from_lists(SEQS))
+            together = model.encode(side, Tokens.from_lists(SEQS, device))
             assert together.shape == (len(SEQS), 8)
             for i, seq in enumerate(SEQS):
-                alone = model.encode(side, Tokens.from_lists([seq]))
-                torch.testing.assert_close(together[i:i + 1], alone, rtol=1e-5, atol=1e-6)
-            reversed_batch = model.encode(side, Tokens.from_lists(SEQS[::-1]))
-            torch.testing.assert_close(reversed_batch.flip(0), together, rtol=1e-5, atol=1e-6)
+                alone = model.encode(side, Tokens.from_lists([seq], device))
+                torch.testing.assert_close(together[i:i + 1], alone, **close)
+            reversed_batch = model.encode(side, Tokens.from_lists(SEQS[::-1], device))
+            torch.testing.assert_close(reversed_batch.flip(0), together, **close)
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -111,11 +112,11 @@ def test_defaults_are_the_original_mean_bit_for_bit():
 
 
 @pytest.mark.parametrize("storage", ["dense", "row_sparse"])
-def test_training_mode_and_eval_mode_agree(storage):
+def test_training_mode_and_eval_mode_agree(storage, device):
     """Training reads a per-batch row view (remapped ids), eval the whole table: same numbers."""
     model = model_for(enc1_pooling="sum", enc1_activation="sigmoid",
-                      token_embedding_storage_type=storage)
-    in0, in1 = Tokens.from_lists([[1], [2], [3]]), Tokens.from_lists(POOLED_SEQS)
+                      token_embedding_storage_type=storage).to(device)
+    in0, in1 = Tokens.from_lists([[1], [2], [3]], device), Tokens.from_lists(POOLED_SEQS, device)
     model.eval()
     eval_out = model(in0, in1)
     model.train()

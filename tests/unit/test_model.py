@@ -15,6 +15,7 @@ from helpers import (
     build_model,
     pairs,
     sparse_hp,
+    tolerance,
 )
 from torch import nn
 
@@ -28,9 +29,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 OUTPUTS = ("softmax", "mean_squared_error")
 
 
-def toy_problem(n: int = 48, seed: int = 0) -> tuple[Tokens, Tokens, torch.Tensor]:
+def toy_problem(n: int = 48, seed: int = 0, device: torch.device | str = "cpu"
+                ) -> tuple[Tokens, Tokens, torch.Tensor]:
     """in0 draws all its tokens from one half of the vocabulary; the label says which half.
-    in1 is noise. Learnable by every encoder through every comparator."""
+    in1 is noise. Learnable by every encoder through every comparator. On ``device``."""
     g = torch.Generator().manual_seed(seed)
     classes = torch.arange(n) % 2
     in0, in1 = [], []
@@ -40,7 +42,7 @@ def toy_problem(n: int = 48, seed: int = 0) -> tuple[Tokens, Tokens, torch.Tenso
                     + c * MODEL_VOCAB // 2).tolist())
         in1.append(torch.randint(0, MODEL_VOCAB, (int(torch.randint(1, 7, (1,), generator=g)),),
                                  generator=g).tolist())
-    return Tokens.from_lists(in0), Tokens.from_lists(in1), classes
+    return Tokens.from_lists(in0, device), Tokens.from_lists(in1, device), classes.to(device)
 
 
 def loss_of(model: Object2Vec, in0: Tokens, in1: Tokens, classes: torch.Tensor) -> torch.Tensor:
@@ -50,9 +52,11 @@ def loss_of(model: Object2Vec, in0: Tokens, in1: Tokens, classes: torch.Tensor) 
     return F.cross_entropy(out, classes)
 
 
-def train(model: Object2Vec, steps: int = 25, lr: float = 0.02) -> tuple[float, float]:
-    """(loss before, loss after) a few full-batch Adam steps, both measured in eval mode."""
-    in0, in1, classes = toy_problem()
+def train(model: Object2Vec, steps: int = 25, lr: float = 0.02, device: torch.device | str = "cpu"
+          ) -> tuple[float, float]:
+    """(loss before, loss after) a few full-batch Adam steps on ``device`` (where ``model`` is),
+    both measured in eval mode."""
+    in0, in1, classes = toy_problem(device=device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     with torch.no_grad():
         before = float(loss_of(model.eval(), in0, in1, classes))
@@ -94,12 +98,12 @@ def test_every_encoder_output_and_comparator_list_trains(network, output, compar
 
 @pytest.mark.parametrize("output", OUTPUTS)
 @pytest.mark.parametrize("network", ENCODER_NETWORKS)
-def test_default_configs_learn_the_toy_problem(network, output):
+def test_default_configs_learn_the_toy_problem(network, output, device):
     """With the default comparator list, every encoder fits the toy problem well (a real decrease,
     not noise): near-perfect accuracy for softmax, small error for regression."""
-    model = build_model(network, output)
-    train(model, steps=60)
-    in0, in1, classes = toy_problem()
+    model = build_model(network, output).to(device)
+    train(model, steps=60, device=device)
+    in0, in1, classes = toy_problem(device=device)
     with torch.no_grad():
         out = model.eval()(in0, in1)
     if output == "softmax":
@@ -108,18 +112,19 @@ def test_default_configs_learn_the_toy_problem(network, output):
         assert F.mse_loss(out.squeeze(1), classes.float() * 2 - 1) < 0.1
 
 
-def test_training_mode_and_eval_mode_give_the_same_numbers():
+def test_training_mode_and_eval_mode_give_the_same_numbers(device):
     """The training forward (batch rows of the tables) and the inference forward (whole tables)
     agree when dropout is 0, for every encoder and with tied tables."""
-    in0, in1, _ = toy_problem()
+    in0, in1, _ = toy_problem(device=device)
+    close = tolerance(device)
     for network in ENCODER_NETWORKS:
         for tied in (False, True):
-            model = build_model(network, tied_token_embedding_weight=tied)
+            model = build_model(network, tied_token_embedding_weight=tied).to(device)
             with torch.no_grad():
-                torch.testing.assert_close(model.train()(in0, in1), model.eval()(in0, in1))
+                torch.testing.assert_close(model.train()(in0, in1), model.eval()(in0, in1), **close)
                 rows = gather_rows(model, in0, in1)  # what the trainer passes in
                 torch.testing.assert_close(model.train()(rows.in0, rows.in1, tables=rows.tables),
-                                           model.eval()(in0, in1))
+                                           model.eval()(in0, in1), **close)
 
 
 def attributes(model: nn.Module) -> dict:

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import tolerance
 
 from object2vec.errors import UserError
 from object2vec.neighbors import CatalogIndex
@@ -106,7 +107,7 @@ def test_a_loaded_index_is_memory_mapped_not_copied(tmp_path, kind):
     assert float(out.stdout) < 10, (kind, out.stdout)  # a private copy would add 25.6 MB
 
 
-def test_the_catalog_is_embedded_within_the_serving_token_budget(monkeypatch):
+def test_the_catalog_is_embedded_within_the_serving_token_budget(monkeypatch, device):
     """hcnn pads a batch to its longest item: batches of long items shrink to the token budget, with
     the same embeddings."""
     import torch
@@ -120,16 +121,16 @@ def test_the_catalog_is_embedded_within_the_serving_token_budget(monkeypatch):
     torch.manual_seed(0)
     hp = parse_hyperparameters({"enc0_network": "hcnn", "enc0_vocab_size": "30", "enc0_max_seq_len": "40",
                                 "enc_dim": "8", "enc0_token_embedding_dim": "8"})
-    model = Object2Vec(ModelConfig.from_hyperparameters(hp))
+    model = Object2Vec(ModelConfig.from_hyperparameters(hp)).to(device)
     lengths = np.random.default_rng(0).integers(1, 41, 50)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     ids = np.random.default_rng(1).integers(0, 30, int(offsets[-1])).astype(np.int32)
     catalog = Catalog(list(range(50)), 1, Side(ids, offsets))
-    whole = embed_catalog(model, catalog)
+    whole = embed_catalog(model, catalog, device)
     sizes = []
     original = model.encode
     monkeypatch.setattr(model, "encode",
                         lambda side, tokens: sizes.append(len(tokens)) or original(side, tokens))
     monkeypatch.setattr("object2vec.neighbors.TOKEN_BUDGET", 400)  # 10 items of the longest, 40
-    assert np.allclose(embed_catalog(model, catalog), whole, atol=1e-6)
+    assert np.allclose(embed_catalog(model, catalog, device), whole, **tolerance(device, 1e-5, 1e-6))
     assert max(sizes) == 10 and sum(sizes) == 50

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
+from helpers import NEEDS_CUDA
 
 from object2vec.platform.memory import host_available
 
@@ -79,7 +81,12 @@ def test_nothing_readable_means_unknown(tmp_path):
 def test_this_machine_reports_something_plausible():
     got = host_available()
     assert got is not None and 0 < got.bytes < 2 ** 50, got
-    if torch.cuda.is_available():  # the device reader on a GPU machine
-        from object2vec.platform.memory import device_available
-        free = device_available(torch.device("cuda", 0))
-        assert 0 < free.bytes <= torch.cuda.get_device_properties(0).total_memory
+
+
+@pytest.mark.cuda
+@NEEDS_CUDA
+def test_the_gpu_reports_its_free_memory():
+    from object2vec.platform.memory import device_available
+
+    free = device_available(torch.device("cuda", 0))
+    assert 0 < free.bytes <= torch.cuda.get_device_properties(0).total_memory

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from helpers import tolerance
 
 from object2vec.artifact import load_artifact, save_artifact
 from object2vec.config.hyperparameters import parse_hyperparameters
@@ -16,10 +17,10 @@ HP = {"enc0_network": "pooled_embedding", "enc0_vocab_size": "50", "enc0_max_seq
       "output_layer": "softmax", "num_classes": "3"}
 
 
-def _predictor(tmp_path, **overrides) -> Predictor:
+def _predictor(tmp_path, device="cpu", **overrides) -> Predictor:
     hp = parse_hyperparameters({**HP, **overrides})
     save_artifact(tmp_path / "model", Object2Vec(ModelConfig.from_hyperparameters(hp)), hp)
-    return Predictor.from_model_dir(tmp_path / "model")
+    return Predictor.from_model_dir(tmp_path / "model", device)
 
 
 @pytest.fixture
@@ -32,18 +33,23 @@ def _predict(predictor, *args, **kwargs):
     return by_instance(predictor.predict(*args, **kwargs))
 
 
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 def _scores(model, pairs):
     with torch.inference_mode():
-        return model.scores(Tokens.from_lists([p[0] for p in pairs]),
-                            Tokens.from_lists([p[1] for p in pairs])).numpy()
+        return model.scores(Tokens.from_lists([p[0] for p in pairs], _device(model)),
+                            Tokens.from_lists([p[1] for p in pairs], _device(model))).cpu().numpy()
 
 
 def _encode(model, side, seqs):
     with torch.inference_mode():
-        return model.encode(side, Tokens.from_lists(seqs)).numpy()
+        return model.encode(side, Tokens.from_lists(seqs, _device(model))).cpu().numpy()
 
 
-def test_mixed_modes_keep_request_order(predictor):
+def test_mixed_modes_keep_request_order(tmp_path, device):
+    predictor = _predictor(tmp_path, device)
     instances = [{"in0": [1, 2], "in1": [3]}, {"in0": [4, 5, 6]}, {"in1": [7]},
                  {"in0": [8], "in1": [9, 10], "label": 2}, {"in0": [11]},
                  {"in1": [12, 13], "x": "y"}]
@@ -71,8 +77,8 @@ def test_a_single_side_runs_its_own_encoder(predictor):
     assert not np.array_equal(e0["embeddings"], e1["embeddings"])  # two different tables
 
 
-def test_batches_give_the_same_results(tmp_path):
-    predictor = _predictor(tmp_path)
+def test_batches_give_the_same_results(tmp_path, device):
+    predictor = _predictor(tmp_path, device)
     rng = np.random.default_rng(0)
     instances = [{"in0": rng.integers(0, 50, rng.integers(1, 12)).tolist(),
                   "in1": rng.integers(0, 30, rng.integers(1, 8)).tolist()} for _ in range(37)]
@@ -149,8 +155,8 @@ def test_where_names_the_instance(predictor):
         predictor.predict([{"in0": [-1]}], where=lambda i: f"instance {i} at line 3")
 
 
-def test_regression_model_returns_one_value(tmp_path):
-    predictor = _predictor(tmp_path, output_layer="mean_squared_error")
+def test_regression_model_returns_one_value(tmp_path, device):
+    predictor = _predictor(tmp_path, device, output_layer="mean_squared_error")
     (out, emb) = _predict(predictor, [{"in0": [1, 2], "in1": [3]}, {"in0": [1]}])
     assert out["scores"].shape == (1,)
     np.testing.assert_array_equal(out["scores"], _scores(predictor.model, [([1, 2], [3])])[0])
@@ -158,13 +164,13 @@ def test_regression_model_returns_one_value(tmp_path):
 
 
 @pytest.mark.parametrize("network", ["hcnn", "bilstm"])
-def test_padded_encoders(tmp_path, network):
-    predictor = _predictor(tmp_path, enc0_network=network, enc1_network=network,
+def test_padded_encoders(tmp_path, network, device):
+    predictor = _predictor(tmp_path, device, enc0_network=network, enc1_network=network,
                            enc0_token_embedding_dim="4", enc1_token_embedding_dim="4")
     seqs = [[1, 2, 3], [4], [5, 6, 7, 8, 9]]
     out = _predict(predictor, [{"in0": s} for s in seqs] + [{"in0": seqs[0], "in1": [1, 2]}])
     np.testing.assert_allclose(np.stack([o["embeddings"] for o in out[:3]]),
-                               _encode(predictor.model, 0, seqs), rtol=1e-5, atol=1e-6)
+                               _encode(predictor.model, 0, seqs), **tolerance(device, 1e-5, 1e-6))
     assert out[3]["scores"].sum() == pytest.approx(1.0, abs=1e-6)
 
 

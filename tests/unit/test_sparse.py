@@ -16,12 +16,12 @@ from object2vec.training.trainer import Trainer
 # -- row_sparse -------------------------------------------------------------------------------------------
 
 
-def test_row_sparse_updates_only_touched_rows():
+def test_row_sparse_updates_only_touched_rows(device):
     """Rows absent from every batch stay bit-identical; used rows change."""
     data = pairs(64, 40)
     used = set(data.in0.ids.tolist()) | set(data.in1.ids.tolist())
     trainer = Trainer(sparse_hp(token_embedding_storage_type="row_sparse", tied_token_embedding_weight=True,
-                                enc0_vocab_size=100, epochs=1), {"train": data}, QUIET)
+                                enc0_vocab_size=100, epochs=1), {"train": data}, QUIET, device=device)
     before = trainer.model.embeddings[0].weight.detach().clone()
     trainer.train()
     after = trainer.model.embeddings[0].weight.detach()
@@ -33,7 +33,7 @@ def test_row_sparse_updates_only_touched_rows():
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd"])
-def test_row_sparse_matches_dense_when_every_row_is_used(optimizer):
+def test_row_sparse_matches_dense_when_every_row_is_used(optimizer, device):
     """With every row in every batch, a lazy update is exactly the dense update: same weights."""
     vocab = 6
     seqs = [list(range(vocab))] * 32
@@ -43,7 +43,7 @@ def test_row_sparse_matches_dense_when_every_row_is_used(optimizer):
         torch.manual_seed(0)
         hp = sparse_hp(token_embedding_storage_type=storage, enc0_vocab_size=vocab, optimizer=optimizer,
                        epochs=3, weight_decay=0.01)
-        trainer = Trainer(hp, {"train": data}, QUIET)
+        trainer = Trainer(hp, {"train": data}, QUIET, device=device)
         trainer.train()
         results.append(trainer.model.embeddings[0].weight.detach())
     torch.testing.assert_close(results[0], results[1], rtol=1e-5, atol=1e-6)
@@ -63,7 +63,7 @@ def test_row_sparse_loss_curve_follows_dense_adam():
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "adagrad", "sgd"])
-def test_lazy_optimizer_is_a_torch_optimizer_whose_state_resumes_exactly(optimizer):
+def test_lazy_optimizer_is_a_torch_optimizer_whose_state_resumes_exactly(optimizer, device):
     """The lazy optimizer is a ``torch.optim.Optimizer``: its state_dict (torch's format, read back
     with ``weights_only=True`` as checkpoints are), taken after a few steps and loaded into a fresh
     trainer, continues to the same weights bit for bit."""
@@ -73,7 +73,7 @@ def test_lazy_optimizer_is_a_torch_optimizer_whose_state_resumes_exactly(optimiz
 
     def trainer() -> Trainer:
         torch.manual_seed(0)
-        return Trainer(hp, {"train": data}, QUIET)
+        return Trainer(hp, {"train": data}, QUIET, device=device)
 
     a, b = trainer(), trainer()
     assert isinstance(a.lazy_optimizer, torch.optim.Optimizer)

@@ -26,7 +26,8 @@ def retrieval_hits_at_1(trainer: Trainer, data: PairData, topics: int = 24) -> f
     def embed(s: Side) -> torch.Tensor:
         seqs = [s.ids[s.offsets[i]:s.offsets[i + 1]].tolist() for i in range(topics)]
         with torch.no_grad():
-            return torch.nn.functional.normalize(model.encode(0, Tokens.from_lists(seqs)), dim=1)
+            tokens = Tokens.from_lists(seqs, trainer.device)
+            return torch.nn.functional.normalize(model.encode(0, tokens), dim=1).cpu()
 
     sims = embed(data.in0) @ embed(data.in1).T  # (topics, topics)
     return float((sims.argmax(1) == torch.arange(topics)).float().mean())
@@ -35,11 +36,11 @@ def retrieval_hits_at_1(trainer: Trainer, data: PairData, topics: int = 24) -> f
 # -- evaluation ------------------------------------------------------------------------------------
 
 
-def test_negatives_never_reach_validation_or_test():
+def test_negatives_never_reach_validation_or_test(device):
     """Evaluation sees exactly the channel's records: counts match with negative_sampling_rate=5."""
     data, val = pairs(64, 40), pairs(30, 40, seed=1)
     trainer = Trainer(sparse_hp(negative_sampling_rate=5, epochs=1), {"train": data, "validation": val,
-                                                                      "test": val}, QUIET)
+                                                                      "test": val}, QUIET, device=device)
     seen = []
     original = trainer.evaluate
 
@@ -95,13 +96,13 @@ def test_weight_zero_trains_exactly_as_without_the_key():
 
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("storage", ["row_sparse", "dense"])
-def test_in_batch_softmax_teaches_embeddings_to_find_their_document(storage):
+def test_in_batch_softmax_teaches_embeddings_to_find_their_document(storage, device):
     """After a few epochs with the in-batch loss, a query's embedding is nearest to its own
     document's among the others (the task the classifier loss alone learns only indirectly)."""
     data = topic_pairs()
     hp = retrieval_hp(in_batch_softmax_weight="1", in_batch_softmax_temperature="0.1", epochs="8",
                       token_embedding_storage_type=storage)
-    assert retrieval_hits_at_1(trained(hp, data), data) >= 0.9
+    assert retrieval_hits_at_1(trained(hp, data, device=device), data) >= 0.9
 
 
 # -- IDF token weighting --------------------------------------------------------------------------------
@@ -114,11 +115,12 @@ def test_document_frequency_counts_sequences_not_occurrences():
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_idf_weights_come_from_both_sides_of_a_tied_table():
+def test_idf_weights_come_from_both_sides_of_a_tied_table(device):
     """Tied: N = 2 x 3 sequences; token 0 is in 3 of them, token 1 in 2, token 5 in none."""
     data = PairData(side([[0, 1], [0], [2]]), side([[0], [1, 1], [3]]),
                     np.ones(3, dtype=np.int64))
-    trainer = Trainer(retrieval_hp(token_weighting="idf", enc0_vocab_size="6"), {"train": data}, QUIET)
+    trainer = Trainer(retrieval_hp(token_weighting="idf", enc0_vocab_size="6"), {"train": data}, QUIET,
+                      device=device)
     weights = trainer.model.embedding(0).pool_weight
     expected = [math.log(7 / (1 + df)) + 1 for df in (3, 2, 1, 1, 0, 0)]
     assert weights.tolist() == pytest.approx(expected, rel=1e-6)
