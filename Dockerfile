@@ -60,7 +60,7 @@ ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CH
 # base's CUDA apt repository; used only under an older host driver (object2vec.platform.cuda_compat).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 ca-certificates \
-        "cuda-compat-$(echo "${CUDA_VERSION}" | tr . -)" \
+        "cuda-compat-${CUDA_VERSION%.*}-${CUDA_VERSION#*.}" \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=deps /opt/venv /opt/venv
 ENV PATH="/opt/program:/opt/venv/bin:${PATH}" \

