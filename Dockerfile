@@ -69,9 +69,19 @@ ENV PATH="/opt/program:/opt/venv/bin:${PATH}" \
     PYTHONIOENCODING=UTF-8
 
 # The package, then the SageMaker entry points. Nothing goes under /opt/ml: SageMaker mounts it.
+# Bytecode only for the modules train and serve import, their lazy imports included (38 MB): without
+# it every process start (each serving worker, each training rank) compiles them again (measured in
+# the CPU image: 1.95 s to import them instead of 0.9 s), and compiling everything pip installed
+# would add about 200 MB that never runs.
 COPY pyproject.toml README.md /tmp/object2vec/
 COPY src /tmp/object2vec/src
-RUN pip install --no-compile --no-deps /tmp/object2vec && rm -rf /tmp/object2vec
+# Building the package fetches its build backend (setuptools) from PyPI: the CA secret again.
+RUN --mount=type=secret,id=ca_bundle \
+    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+    && pip install --no-compile --no-deps /tmp/object2vec && rm -rf /tmp/object2vec \
+    && PYTHONDONTWRITEBYTECODE='' python -c "import object2vec.training.main, object2vec.serving.server, \
+object2vec.serving.app, torch.distributed.launcher.api, torch.distributed.elastic.multiprocessing.errors, \
+matplotlib.backends.backend_agg, matplotlib.ticker, faiss, gunicorn.app.base, gunicorn.workers.gthread"
 COPY container/train container/serve /opt/program/
 RUN chmod +x /opt/program/train /opt/program/serve
 WORKDIR /opt/program

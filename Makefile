@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint bench results clean venv
+.PHONY: demo test test-fast lint bench results clean venv gpu-wheels gpu-check image-test
 
 venv: $(STAMP)
 
@@ -52,6 +52,28 @@ bench: $(BENCH_STAMP)
 
 results: $(STAMP)
 	$(BIN)/python -m o2vtools.render
+
+# The GPU check (README.md, "GPU check"). gpu-wheels, here: the wheels of what the GPU machine's
+# Python lacks (tools/gpu_check.py's NEEDED, at the versions .venv tests), for its CPython, about
+# 30 MB; gpu-check, there (it needs no venv): every step, figures in $(OUT)/gpu_check.json.
+GPU_WHEELS := build/gpu-wheels
+GPU_PYTHON_VERSION ?= 3.12
+OUT ?= build
+
+gpu-wheels: $(STAMP)
+	rm -rf $(GPU_WHEELS)
+	$(BIN)/pip download --quiet --disable-pip-version-check --only-binary=:all: --no-deps \
+		--python-version $(GPU_PYTHON_VERSION) --platform manylinux2014_x86_64 \
+		--platform manylinux_2_28_x86_64 -d $(GPU_WHEELS) $$($(BIN)/python tools/gpu_check.py --pins)
+	du -sh $(GPU_WHEELS)
+
+gpu-check:
+	$(PYTHON) tools/gpu_check.py --out $(OUT)/gpu_check.json
+
+# The CPU image built (Docker, else Podman: apt-get installs it) and run as SageMaker runs it: train,
+# SIGTERM, serve, the 2-host compose file (README.md, "Test the image"). Root or sudo; minutes.
+image-test: $(STAMP)
+	$(BIN)/python tools/image_test.py
 
 clean:
 	rm -rf $(VENV) .demo .bench
