@@ -50,6 +50,11 @@ RUN --mount=type=secret,id=ca_bundle \
 sys.exit(None if got == want else f'torch {torch.__version__} from {sys.argv[2]} is built for \
 CUDA {got}, but CUDA_VERSION is {want}: use the index of that CUDA build')" \
         "${CUDA_VERSION}" "${TORCH_INDEX_URL}"
+# What never runs in this image (about 190 MB): torch's C++ test programs (torch/test, the tests in
+# torch/bin), protoc, and torch's C++ headers, which only a compiler reads (the image has none, and
+# nothing here builds extensions or uses torch.compile). torch/bin/torch_shm_manager stays.
+RUN t="$(python -c 'import os, torch; print(os.path.dirname(torch.__file__))')" \
+    && rm -rf "$t/test" "$t/include" "$t"/bin/protoc* "$t"/bin/*Test "$t"/bin/test_*
 
 # ---- runtime ------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE}${BASE_DIGEST:+@}${BASE_DIGEST}
