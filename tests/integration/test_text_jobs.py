@@ -235,3 +235,26 @@ def test_a_text_job_on_two_processes_shares_rank_0_s_tokenizer(tmp_path):
     assert run.stdout.count("unigram tokenizer trained") == 1  # rank 0 alone
     loaded = load_artifact(base / "model")
     assert loaded.text[0] is not None and loaded.text[0].vocab_size <= 100
+
+
+def test_early_stopping_on_retrieval_mrr_through_container_train(tmp_path):
+    """A real job with early_stopping_metric=retrieval_mrr: every epoch prints the validation MRR and
+    hits@1 lines SageMaker scrapes, metrics.json holds them, and the epoch kept is the one with the
+    highest MRR (the log says so)."""
+    hp = {"enc0_network": "pooled_embedding", "enc0_vocab_size": "60", "enc0_max_seq_len": "10",
+          "enc1_network": "enc0", "tied_token_embedding_weight": "true", "enc_dim": "16",
+          "epochs": "4", "early_stopping_patience": "5", "mini_batch_size": "16", "learning_rate": "0.05",
+          "in_batch_softmax_weight": "1", "early_stopping_metric": "retrieval_mrr"}
+    base = make_tree(tmp_path, hp, {"train": sentence_pairs(120), "validation": sentence_pairs(40, 1)})
+    out = train(base)
+    assert out.returncode == 0, out.stdout + out.stderr
+    log = out.stdout + out.stderr
+    mrr = [float(line.rsplit("=", 1)[1]) for line in log.splitlines()
+           if "#quality_metric" in line and "validation retrieval_mrr <score>=" in line]
+    assert len(mrr) == 4 and all(0 < m <= 1 for m in mrr), log
+    assert log.count("validation retrieval_accuracy <score>=") == 4, log
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    history = [e["validation:retrieval_mrr"] for e in metrics["epochs"]]
+    assert history == pytest.approx(mrr, rel=1e-4)
+    assert metrics["best_epoch"] == int(np.argmax(history))
+    assert f"keeping the weights of epoch {metrics['best_epoch']} (highest validation retrieval_mrr" in log

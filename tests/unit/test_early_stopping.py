@@ -12,6 +12,7 @@ import torch
 from helpers import tiny_data
 
 from object2vec.config.hyperparameters import parse_hyperparameters
+from object2vec.data.records import PairData
 from object2vec.errors import UserError
 from object2vec.training.early_stopping import EarlyStopping
 from object2vec.training.metrics import MetricLogger
@@ -149,3 +150,52 @@ def test_trainer_reports_every_epoch_also_the_one_that_diverges():
         trainer.train()
     assert seen == [(1, 0), (2, 1), (3, 1), (4, 1)]
     assert np.isnan(trainer.result.history[-1]["validation:cross_entropy"])
+
+
+# -- early_stopping_metric=retrieval_mrr -------------------------------------------------------------
+
+
+class ScriptedRetrieval(ScriptedTrainer):
+    """The scripted loss, and a scripted validation MRR beside it."""
+
+    def __init__(self, *args, mrr: list[float], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.mrr = mrr
+
+    def retrieval(self, data):
+        epoch = len(self.snapshots) - 1  # evaluate() of this epoch ran first
+        return {"retrieval_mrr": self.mrr[epoch], "retrieval_accuracy": self.mrr[epoch] / 2}
+
+
+def test_retrieval_mrr_chooses_the_epoch_and_the_stop_where_the_loss_would_not(caplog):
+    """The classifier's validation loss rises every epoch (by itself: keep epoch 0, stop after epoch
+    2); the MRR rises to epoch 2, then falls: epoch 2 is kept, the stop comes after epoch 4, and the
+    MRR lines are printed for SageMaker to scrape."""
+    data = tiny_data()
+    metrics = MetricLogger("algo-1", logging.getLogger("test.metrics"))
+    trainer = ScriptedRetrieval(tiny_hp(early_stopping_metric="retrieval_mrr"),
+                                {"train": data, "validation": data}, metrics,
+                                script=[0.5, 0.6, 0.7, 0.8, 0.9, 1.0], mrr=[0.2, 0.5, 0.55, 0.52, 0.5, 0.9])
+    with caplog.at_level(logging.INFO):
+        result = trainer.train()
+    assert result.best_epoch == 2 and len(result.history) == 5 and result.stopped_early
+    assert same_weights(trainer.model.state_dict(), trainer.snapshots[2])
+    assert [h["validation:retrieval_mrr"] for h in result.history] == [0.2, 0.5, 0.55, 0.52, 0.5]
+    lines = [r.getMessage() for r in caplog.records if "validation retrieval_mrr <score>=" in r.getMessage()]
+    assert [float(ln.rsplit("=", 1)[1]) for ln in lines] == [0.2, 0.5, 0.55, 0.52, 0.5]
+    assert any("highest validation retrieval_mrr 0.55" in r.getMessage() for r in caplog.records)
+    _, by_loss = scripted_run([0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+    assert by_loss.best_epoch == 0 and len(by_loss.history) == 3  # the default watches the loss
+
+
+def test_retrieval_mrr_needs_a_validation_channel_with_two_positives():
+    data = tiny_data()
+    metrics = MetricLogger("algo-1", logging.getLogger("test.metrics"), enabled=False)
+    hp = tiny_hp(early_stopping_metric="retrieval_mrr")
+    with pytest.raises(UserError, match="at least 2 such pairs; found no validation channel"):
+        Trainer(hp, {"train": data}, metrics)
+    one = PairData(data.in0, data.in1, np.where(np.arange(len(data)) == 3, 1, 0))
+    with pytest.raises(UserError, match="found 1 in the validation channel"):
+        Trainer(hp, {"train": data, "validation": one}, metrics)
+    with pytest.raises(UserError, match="early_stopping_metric=retrieval_mrr: needs output_layer=softmax"):
+        tiny_hp(early_stopping_metric="retrieval_mrr", output_layer="mean_squared_error")

@@ -146,6 +146,10 @@ class Hyperparameters:
                                                   help="extension: the in-batch softmax temperature")
     token_weighting: str = setting("choice", "none", options=("none", "idf"),
                                    help="extension: idf-weighted mean (pooled_embedding only)")
+    early_stopping_metric: str = setting("choice", "loss", options=("loss", "retrieval_mrr"),
+                                         help="extension: what early stopping and the best epoch "
+                                              "watch; retrieval_mrr: the validation positives' own "
+                                              "partners among all of theirs")
     # The catalog channel's index (extension; used only when the job has a catalog channel).
     catalog_index: str = setting("choice", "auto", options=("auto", "flat", "ivf"),
                                  help="extension: flat (exact), ivf (approximate), auto: flat up to "
@@ -416,6 +420,11 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
                         f"output_layer=softmax with num_classes=2 (its positives are the pairs "
                         f"labelled 1), got output_layer={v['output_layer']}, "
                         f"num_classes={v['num_classes']}")
+    if v["early_stopping_metric"] == "retrieval_mrr" and (v["output_layer"] != "softmax"
+                                                           or v["num_classes"] != 2):
+        problems.append(f"early_stopping_metric=retrieval_mrr: needs output_layer=softmax with "
+                        f"num_classes=2 (it ranks the pairs labelled 1), got output_layer="
+                        f"{v['output_layer']}, num_classes={v['num_classes']}")
     if v["token_weighting"] != "none" and "pooled_embedding" not in (
             v["enc0_network"], v["enc0_network"] if v["enc1_network"] == "enc0" else v["enc1_network"]):
         problems.append(f"token_weighting={v['token_weighting']}: weights the mean of a "

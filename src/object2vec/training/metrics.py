@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-KINDS = {"accuracy": "<score>", "cross_entropy": "<loss>", "mean_squared_error": "<loss>"}
+KINDS = {"accuracy": "<score>", "cross_entropy": "<loss>", "mean_squared_error": "<loss>",
+         "retrieval_mrr": "<score>", "retrieval_accuracy": "<score>"}  # the last two: an extension
 
 
 @dataclass

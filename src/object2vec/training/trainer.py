@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from object2vec.config.hyperparameters import SPECS, Hyperparameters
 from object2vec.data.auxiliary import apply_pretrained
-from object2vec.data.batching import Batch, EpochSampler, sequential_plan
+from object2vec.data.batching import Batch, EpochPlan, EpochSampler, sequential_plan
 from object2vec.data.records import Encoders, PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.embedding import EmbeddingRows
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 SEED = 0
 EVAL_BATCH_SIZE = 4096
+RETRIEVAL_POOL = 10_000  # early_stopping_metric=retrieval_mrr: the first this many positives are ranked
 STOP_CHECK_EVERY = 8  # steps between checks for SIGTERM when several processes must agree
 
 
@@ -123,6 +124,13 @@ class Trainer:
         self.fingerprint = {"hyperparameters": _plain(hp.to_dict()), "data": data_digest or {}}
         self.stop_requested = stop_requested
         self.on_epoch_end = on_epoch_end
+        if hp.early_stopping_metric == "retrieval_mrr":
+            valid = channels.get("validation")
+            found = "no validation channel" if valid is None else \
+                f"{int(np.count_nonzero(valid.labels == 1))} in the validation channel"
+            if valid is None or np.count_nonzero(valid.labels == 1) < 2:
+                raise UserError("early_stopping_metric=retrieval_mrr ranks each validation pair labelled "
+                                f"1 against the others and needs at least 2 such pairs; found {found}")
         if hp.mini_batch_size < self.dist.world_size:
             raise UserError(f"mini_batch_size={hp.mini_batch_size} is the global batch and must be at "
                             f"least the number of processes ({self.dist.world_size})")
@@ -270,6 +278,34 @@ class Trainer:
                 totals[k] = totals.get(k, 0) + v
         return self._reduce(totals, plan.num_samples)
 
+    @torch.inference_mode()
+    def retrieval(self, data: PairData) -> dict[str, float]:
+        """``retrieval_mrr`` and ``retrieval_accuracy`` (hits@1) of the current model, in eval mode:
+        each of the first ``RETRIEVAL_POOL`` pairs of ``data`` labelled 1 ranks its own in1 among
+        the in1 of all of them by the cosine of the encodings (ties count against it), the figure
+        a retrieval user cares about, where the classifier's loss can rise while the embeddings
+        improve. Each rank ranks the pool of the data it holds; the means are over all ranks."""
+        self.model.eval()
+        pool = np.flatnonzero(data.labels == 1)[:RETRIEVAL_POOL].astype(np.int64)
+        plan = EpochPlan(pool, pool, data.labels[pool],
+                         np.append(np.arange(0, len(pool), EVAL_BATCH_SIZE), len(pool)))
+        encoded: list[list[torch.Tensor]] = [[], []]
+        for b in range(len(plan)):
+            batch = plan.batch(data, b).to(self.device)
+            for side, tokens in enumerate((batch.in0, batch.in1)):
+                encoded[side].append(F.normalize(self.model.encode(side, tokens).float(), dim=1))
+        u, v = (torch.cat(e) for e in encoded)  # (n, enc_dim) each, unit length
+        parts = []
+        for start in range(0, len(u), 1024):  # (1024, n) similarities at a time
+            sims = u[start:start + 1024] @ v.T
+            own = sims[torch.arange(len(sims)), torch.arange(start, start + len(sims))]
+            parts.append((sims >= own[:, None]).sum(dim=1))
+        ranks = torch.cat(parts).double()  # (n,), 1: its own in1 came first
+        totals = torch.stack([(1 / ranks).sum(), (ranks == 1).sum(), torch.tensor(float(len(ranks)))])
+        totals = self.dist.all_reduce_sum(totals.to(self.dist.device)).cpu()
+        count = max(float(totals[2]), 1.0)
+        return {"retrieval_mrr": float(totals[0]) / count, "retrieval_accuracy": float(totals[1]) / count}
+
     def _reduce(self, totals: dict[str, torch.Tensor], count: int) -> dict[str, float]:
         """Means over every rank's samples: sums and counts are added up across ranks first."""
         order = [k for k in ("accuracy", "cross_entropy", "mean_squared_error")
@@ -354,6 +390,8 @@ class Trainer:
         """Run every epoch (or until early stopping); leave the best epoch's weights in ``self.model``."""
         hp, result = self.hp, self.result
         loss_name = "mean_squared_error" if hp.is_regression else "cross_entropy"
+        retrieval = hp.early_stopping_metric == "retrieval_mrr"
+        watched = "retrieval_mrr" if retrieval else loss_name
         for epoch in range(self.start_epoch, hp.epochs):
             if self.stopper.should_stop:
                 result.stopped_early = True  # resumed after the stopping epoch's checkpoint
@@ -364,35 +402,43 @@ class Trainer:
             monitored = train_metrics[loss_name]
             if "validation" in self.channels:
                 val_metrics = self.evaluate(self.channels["validation"])
+                if retrieval:
+                    val_metrics.update(self.retrieval(self.channels["validation"]))
                 self.metrics.quality("validation", val_metrics, epoch)
                 record.update({f"validation:{k}": v for k, v in val_metrics.items()})
                 monitored = val_metrics[loss_name]
+            loss = monitored
+            if retrieval:  # the stopper minimises 1 - MRR: its tolerance is in MRR points
+                monitored = 1.0 - val_metrics["retrieval_mrr"]
             self.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
             self.metrics.throughput(rate)
             result.history.append({"epoch": epoch, **record, "throughput": rate})
-            diverged = not math.isfinite(monitored)
+            diverged = not math.isfinite(loss)
             if not diverged and self.stopper.update(epoch, monitored):
                 self.best_state = copy.deepcopy(self.model.state_dict())
             result.best_epoch = self.stopper.best_epoch
             self.on_epoch_end(result)  # also for a diverged epoch: its report shows how it went
             if diverged:
-                raise UserError(f"training diverged: {self.monitor} {loss_name} is {monitored} at "
+                raise UserError(f"training diverged: {self.monitor} {loss_name} is {loss} at "
                                 f"epoch {epoch}; lower learning_rate (now {hp.learning_rate})")
             log.info("epoch %d/%d: %s (best epoch %d)", epoch + 1, hp.epochs,
                      ", ".join(f"{k}={v:.4f}" for k, v in record.items()), self.stopper.best_epoch)
             self._save_checkpoint(epoch + 1, 0)
             if self.stopper.should_stop and epoch + 1 < hp.epochs:
                 log.info("early stopping: %s %s has not improved by %g for %d epochs", self.monitor,
-                         loss_name, hp.early_stopping_tolerance, hp.early_stopping_patience)
+                         watched, hp.early_stopping_tolerance, hp.early_stopping_patience)
                 result.stopped_early = True
                 break
         result.best_epoch = self.stopper.best_epoch
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
-        log.info("keeping the weights of epoch %d (lowest %s %s %.6g)", result.best_epoch,
-                 self.monitor, loss_name, self.stopper.best_loss)
+        best = self.stopper.best_loss
+        log.info("keeping the weights of epoch %d (%s %s %s %.6g)", result.best_epoch,
+                 "highest" if retrieval else "lowest", self.monitor, watched, 1 - best if retrieval else best)
         if "test" in self.channels:
             result.test = self.evaluate(self.channels["test"], "test")
+            if retrieval and np.count_nonzero(self.channels["test"].labels == 1) >= 2:
+                result.test.update(self.retrieval(self.channels["test"]))
             self.metrics.quality("test", result.test)
         return result
 
