@@ -298,10 +298,12 @@ class Trainer:
         parts = []
         for start in range(0, len(u), 1024):  # (1024, n) similarities at a time
             sims = u[start:start + 1024] @ v.T
-            own = sims[torch.arange(len(sims)), torch.arange(start, start + len(sims))]
+            rows = torch.arange(len(sims), device=sims.device)
+            own = sims[rows, rows + start]
             parts.append((sims >= own[:, None]).sum(dim=1))
         ranks = torch.cat(parts).double()  # (n,), 1: its own in1 came first
-        totals = torch.stack([(1 / ranks).sum(), (ranks == 1).sum(), torch.tensor(float(len(ranks)))])
+        totals = torch.stack([(1 / ranks).sum(), (ranks == 1).double().sum(),
+                              torch.tensor(float(len(ranks)), dtype=torch.float64, device=ranks.device)])
         totals = self.dist.all_reduce_sum(totals.to(self.dist.device)).cpu()
         count = max(float(totals[2]), 1.0)
         return {"retrieval_mrr": float(totals[0]) / count, "retrieval_accuracy": float(totals[1]) / count}
