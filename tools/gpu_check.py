@@ -29,8 +29,12 @@ from dataclasses import replace
 from importlib import invalidate_caches, metadata
 from pathlib import Path
 
-import numpy as np
-import torch
+try:  # the machine's own torch and numpy: nothing here installs them
+    import numpy as np
+    import torch
+except ImportError as exc:
+    sys.exit(f"gpu_check: {exc.name} cannot be imported by {sys.executable}; run this script with the "
+             f"Python that has torch (the GPU machine's python3), see README.md, 'GPU check'")
 
 REPO = Path(__file__).resolve().parents[1]
 WHEELS, SITE = REPO / "build" / "gpu-wheels", REPO / "build" / "gpu-site-{}.{}".format(*sys.version_info)
