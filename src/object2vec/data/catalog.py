@@ -9,7 +9,6 @@ lines.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,8 @@ from object2vec.data.records import (
     RecordRules,
     Side,
     channel_files,
-    json_problem,
     numbered_lines,
+    parse_line,
     show_value,
 )
 from object2vec.errors import UserError
@@ -55,12 +54,7 @@ class _Reader:
         self.texts: list[tuple[str, str]] = []  # (where, text) waiting to be tokenized
 
     def add(self, where: str, line: str) -> None:
-        try:
-            item = json.loads(line)
-        except RecursionError:
-            raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
-        except ValueError as exc:
-            raise UserError(f"{where}: not valid JSON ({json_problem(exc)})") from None
+        item = parse_line(where, line)
         if not isinstance(item, dict):
             raise UserError(f"{where}: each catalog line must be a JSON object with \"id\" and \"in0\" "
                             f"or \"in1\", got {type(item).__name__}")

@@ -309,6 +309,17 @@ def json_problem(exc: ValueError) -> str:
     return str(exc).split(";")[0]
 
 
+def parse_line(where: str, line: str) -> Any:
+    """One JSON Lines line, decoded; :class:`UserError` naming ``where`` and the problem if it is not
+    valid JSON (the channel and catalog readers share this wording)."""
+    try:
+        return json.loads(line)
+    except RecursionError:
+        raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:
+        raise UserError(f"{where}: not valid JSON ({json_problem(exc)})") from None
+
+
 # How a record's token problem is worded (the rule itself: object2vec.sequences).
 RECORD_WORDING = Wording(quote="'", show_value=show_value, show_id=show_value,
                          show_list=lambda value: show_value(value, 80))
@@ -327,12 +338,7 @@ def _is_regression_label(label: object) -> bool:
 def _check_record(path: Path, number: int, line: str, rules: RecordRules) -> None:
     """Raise :class:`UserError` naming file, line and problem if this record is invalid."""
     where = f"{path}, line {number}"
-    try:
-        rec = json.loads(line)
-    except RecursionError:
-        raise UserError(f"{where}: not valid JSON (nested too deeply)") from None
-    except ValueError as exc:
-        raise UserError(f"{where}: not valid JSON ({json_problem(exc)})") from None
+    rec = parse_line(where, line)
     if not isinstance(rec, dict):
         raise UserError(f"{where}: each line must be a JSON object with in0, in1 and label, "
                         f"got {type(rec).__name__}")
