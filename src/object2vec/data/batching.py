@@ -110,6 +110,10 @@ class EpochSampler:
 
 def sequential_plan(data: PairData, batch_size: int, part: int = 0, parts: int = 1) -> EpochPlan:
     """Every ``parts``-th record starting at ``part``, in file order (evaluation on one rank)."""
-    idx = np.arange(part, len(data), parts, dtype=np.int64)
+    return records_plan(data, np.arange(part, len(data), parts, dtype=np.int64), batch_size)
+
+
+def records_plan(data: PairData, idx: np.ndarray, batch_size: int) -> EpochPlan:
+    """The records ``idx`` (int64) of ``data`` as they are, in that order, ``batch_size`` at a time."""
     bounds = np.append(np.arange(0, len(idx), batch_size), len(idx))
     return EpochPlan(idx, idx, data.labels[idx], bounds)

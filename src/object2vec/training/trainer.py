@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from object2vec.config.hyperparameters import SPECS, Hyperparameters
 from object2vec.data.auxiliary import apply_pretrained
-from object2vec.data.batching import Batch, EpochPlan, EpochSampler, sequential_plan
+from object2vec.data.batching import Batch, EpochSampler, records_plan, sequential_plan
 from object2vec.data.records import Encoders, PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.embedding import EmbeddingRows
@@ -126,9 +126,9 @@ class Trainer:
         self.on_epoch_end = on_epoch_end
         if hp.early_stopping_metric == "retrieval_mrr":
             valid = channels.get("validation")
-            found = "no validation channel" if valid is None else \
-                f"{int(np.count_nonzero(valid.labels == 1))} in the validation channel"
-            if valid is None or np.count_nonzero(valid.labels == 1) < 2:
+            positives = 0 if valid is None else int(np.count_nonzero(valid.labels == 1))
+            if positives < 2:
+                found = "no validation channel" if valid is None else f"{positives} in the validation channel"
                 raise UserError("early_stopping_metric=retrieval_mrr ranks each validation pair labelled "
                                 f"1 against the others and needs at least 2 such pairs; found {found}")
         if hp.mini_batch_size < self.dist.world_size:
@@ -286,9 +286,8 @@ class Trainer:
         a retrieval user cares about, where the classifier's loss can rise while the embeddings
         improve. Each rank ranks the pool of the data it holds; the means are over all ranks."""
         self.model.eval()
-        pool = np.flatnonzero(data.labels == 1)[:RETRIEVAL_POOL].astype(np.int64)
-        plan = EpochPlan(pool, pool, data.labels[pool],
-                         np.append(np.arange(0, len(pool), EVAL_BATCH_SIZE), len(pool)))
+        plan = records_plan(data, np.flatnonzero(data.labels == 1)[:RETRIEVAL_POOL].astype(np.int64),
+                            EVAL_BATCH_SIZE)
         encoded: list[list[torch.Tensor]] = [[], []]
         for b in range(len(plan)):
             batch = plan.batch(data, b).to(self.device)
@@ -401,17 +400,16 @@ class Trainer:
             train_metrics, rate = self._train_epoch(epoch)
             self.metrics.quality("train", train_metrics, epoch)
             record = {f"train:{k}": v for k, v in train_metrics.items()}
-            monitored = train_metrics[loss_name]
+            loss = train_metrics[loss_name]
             if "validation" in self.channels:
                 val_metrics = self.evaluate(self.channels["validation"])
                 if retrieval:
                     val_metrics.update(self.retrieval(self.channels["validation"]))
                 self.metrics.quality("validation", val_metrics, epoch)
                 record.update({f"validation:{k}": v for k, v in val_metrics.items()})
-                monitored = val_metrics[loss_name]
-            loss = monitored
-            if retrieval:  # the stopper minimises 1 - MRR: its tolerance is in MRR points
-                monitored = 1.0 - val_metrics["retrieval_mrr"]
+                loss = val_metrics[loss_name]
+            # the stopper minimises; for retrieval_mrr it watches 1 - MRR (tolerance in MRR points)
+            monitored = 1.0 - val_metrics["retrieval_mrr"] if retrieval else loss
             self.metrics.progress(100.0 * (epoch + 1) / hp.epochs)
             self.metrics.throughput(rate)
             result.history.append({"epoch": epoch, **record, "throughput": rate})
