@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from object2vec.data import catalog as catalog_module
 from object2vec.data.catalog import load_catalog
 from object2vec.data.records import RecordRules
 from object2vec.errors import UserError
@@ -35,7 +36,9 @@ def test_items_keep_their_ids_side_and_cut_sequences(tmp_path):
     assert sequences(catalog) == [[1, 2, 3, 4], [19]]
 
 
-def test_text_items_are_tokenized_with_the_side_s_tokenizer(tmp_path):
+@pytest.mark.parametrize("batch", [16384, 1])  # 1: every item its own tokenizer batch
+def test_text_items_are_tokenized_with_the_side_s_tokenizer(tmp_path, monkeypatch, batch):
+    monkeypatch.setattr(catalog_module, "BATCH", batch)
     words = train_text_encoder(iter(["the cat sat", "stocks fell"]), "wordlevel", 30, True)
     rules = RecordRules((30, 30), (2, 2), False, 2, (words, words))
     catalog = load_catalog(write(tmp_path, ['{"id": 1, "in0": "The cat sat"}', '{"id": 2, "in0": "zebra"}']),

@@ -50,8 +50,9 @@ class _Reader:
         self.first = ""
         self.ids: list[str | int] = []
         self.seen: dict[str | int, str] = {}  # id -> where it was first
-        self.flat = FlatIds("i")
+        self.flat = FlatIds("i")  # id items
         self.texts: list[tuple[str, str]] = []  # (where, text) waiting to be tokenized
+        self.tokenized: list[tuple[np.ndarray, np.ndarray]] = []  # text items: (ids, lengths) per batch
 
     def add(self, where: str, line: str) -> None:
         item = parse_line(where, line)
@@ -112,8 +113,7 @@ class _Reader:
         if empty.size:
             raise UserError(f"{self.texts[int(empty[0])][0]}: '{SIDES[self.side]}' is text without a "
                             f"single token; each item needs at least one")
-        for seq in np.split(ids, np.cumsum(lengths)[:-1]):
-            self.flat.append(seq.tolist())
+        self.tokenized.append((ids.astype(np.int32), lengths.astype(np.int64)))
         self.texts.clear()
 
     def finish(self, channel_dir: Path) -> Catalog:
@@ -121,10 +121,11 @@ class _Reader:
             self._tokenize()
         if self.side is None:
             raise UserError(f"channel 'catalog' has no items in {channel_dir}")
-        ids, lengths = self.flat.arrays()
-        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        return Catalog(self.ids, self.side, Side(ids.astype(np.int32), offsets))
+        if self.tokenized:  # a catalog is text or ids throughout: the side decides
+            ids, lengths = (np.concatenate(parts) for parts in zip(*self.tokenized))
+        else:
+            ids, lengths = self.flat.arrays()
+        return Catalog(self.ids, self.side, Side.from_lengths(ids.astype(np.int32), lengths))
 
 
 def load_catalog(channel_dir: Path, rules: RecordRules) -> Catalog:

@@ -54,6 +54,13 @@ class Side:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)  # (n,)
 
+    @classmethod
+    def from_lengths(cls, ids: np.ndarray, lengths: np.ndarray) -> Side:
+        """Sequences given flat ``ids`` (int32) and each sequence's length."""
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(ids, offsets)
+
 
 @dataclass
 class PairData:
@@ -281,10 +288,7 @@ class _Builder:
     def finish(self) -> PairData:
         sides = []
         for side in (0, 1):
-            lengths = self._joined(2 + side, np.int64)
-            offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-            np.cumsum(lengths, out=offsets[1:])
-            sides.append(Side(self._joined(side, np.int32), offsets))
+            sides.append(Side.from_lengths(self._joined(side, np.int32), self._joined(2 + side, np.int64)))
         raw = self._joined(4, np.float64)
         labels = raw.astype(np.float32) if self.rules.regression else raw.astype(np.int64)
         return PairData(sides[0], sides[1], labels)
