@@ -54,11 +54,17 @@ COMPATIBLE = {
     "early_stopping_tolerance": "0.01", "mini_batch_size": "512", "mlp_activation": "relu",
     "mlp_dim": "512", "mlp_layers": "2", "output_layer": "softmax", "num_classes": "2",
     "optimizer": "adam", "weight_decay": "0"}
-ROWS = {  # the candidates every pipeline trains: name -> (changes to COMPATIBLE, enc0_max_seq_len)
-    "compatible": ({}, 500),
-    "wide-in-batch-idf": ({"enc_dim": "1024", "learning_rate": "0.003", "negative_sampling_rate": "1",
-                           "epochs": "2", "in_batch_softmax_weight": "1",
-                           "in_batch_softmax_temperature": "0.05", "token_weighting": "idf"}, 2000)}
+WIDE = {"enc_dim": "1024", "learning_rate": "0.003", "negative_sampling_rate": "1", "epochs": "2",
+        "in_batch_softmax_weight": "1", "in_batch_softmax_temperature": "0.05", "token_weighting": "idf"}
+# The way a user runs it (issue 16): the train articles as documents, less a tenth held out as the
+# validation channel, pairs drawn every epoch, early stopping on the validation retrieval MRR.
+USER_PATH = {**WIDE, "pairs_per_document": "10", "epochs": "8", "early_stopping_patience": "2",
+             "early_stopping_metric": "retrieval_mrr"}
+VALIDATION_SHARE = 0.1
+ROWS = {  # the candidates: name -> (changes to COMPATIBLE, enc0_max_seq_len, documents: text only)
+    "compatible": ({}, 500, False),
+    "wide-in-batch-idf": (WIDE, 2000, False),
+    "documents": (USER_PATH, 2000, True)}
 PIPELINES = {  # name -> hyperparameters added; "ids" sends client-side token ids, the others text
     "ids": {}, "text-wordlevel": {"enc0_tokenizer": "wordlevel"}, "text-wordpiece": {}}
 Split = collections.namedtuple("Split", "queries truths query_ids truth_ids")  # dev or test
@@ -96,6 +102,7 @@ def build_corpus(out: Path, args, seed: int) -> Corpus:
     train, held = datasets.split_articles(articles, (args.dev + args.test) / len(articles), seed)
     test, dev = datasets.split_articles(held, args.dev / len(held), seed)
     pairs = datasets.shuffled(datasets.positive_pairs(train, args.pairs_per_article, seed), seed)
+    fit, valid = datasets.split_articles(train, VALIDATION_SHARE, seed)  # the documents rows' channels
     start = time.perf_counter()  # the client's work in `ids`: the vocabulary, then the pairs' ids
     vocab = datasets.build_vocabulary(datasets.tokenize(a.text) for a in train)
     middle = time.perf_counter()
@@ -106,6 +113,9 @@ def build_corpus(out: Path, args, seed: int) -> Corpus:
                   ids_seconds=f"{time.perf_counter() - middle:.1f}",
                   train_pairs=datasets.write_jsonl(files["ids"], records))
     datasets.write_jsonl(files["text"], ({"in0": s, "in1": d, "label": 1} for s, d in pairs))
+    for name, part in (("documents", fit), ("validation", valid)):
+        files[name] = out / "text" / name / f"{name}.jsonl"
+        datasets.write_jsonl(files[name], ({"document": datasets.split_sentences(a.text)} for a in part))
     splits = {}
     for name, part, stream in (("dev", dev, 8), ("test", test, 7)):  # queries drawn the same way
         rng = np.random.default_rng([seed, stream])
@@ -198,7 +208,9 @@ def train(pipeline: str, row: str, seed: int, corpus: Corpus, work: Path, args) 
     hp = {**COMPATIBLE, "enc0_vocab_size": str(corpus.vocab.size),
           "enc0_max_seq_len": str(ROWS[row][1]), **ROWS[row][0], **PIPELINES[pipeline], **forced}
     base, kind = work / f"seed-{seed}" / f"{pipeline}-{row}", "ids" if pipeline == "ids" else "text"
-    run = train_tree(base, hp, {"train": corpus.files[kind], "catalog": corpus.files[f"catalog-{kind}"]})
+    channels = {"train": corpus.files["documents"], "validation": corpus.files["validation"]
+                } if ROWS[row][2] else {"train": corpus.files[kind]}
+    run = train_tree(base, hp, {**channels, "catalog": corpus.files[f"catalog-{kind}"]})
     best = json.loads((base / "output" / "data" / "metrics.json").read_text())["best_epoch"]
     return Model(pipeline, row, seed, base, run.seconds,
                  f"{int(best) + 1} / {len(set(TRAIN_EPOCH.findall(run.log)))}", run.log)
@@ -228,7 +240,8 @@ def throughput_table(models: dict, chosen: dict, corpus: Corpus) -> dict:
     rows, truths, c = [], corpus.splits["test"].truths, corpus.counts
     for pipeline, best in chosen.items():
         runs = [m for (p, _), ms in models.items() if p == pipeline for m in ms]
-        load = f"{statistics.median(int(r) for m in runs for r in CHANNEL.findall(m.log)):,.0f}"
+        loads = [int(r) for m in runs for r in CHANNEL.findall(m.log)]  # documents rows: none
+        load = f"{statistics.median(loads):,.0f}" if loads else "-"
         rate = f"{(embed_rate := statistics.median(m.embed_rate for m in best)):,.0f}"
         if pipeline == "ids":
             start = time.perf_counter()  # with the mapping to ids `ids` does before its requests:
@@ -254,17 +267,18 @@ def tables(models: dict, chosen: dict, baselines: dict, corpus: Corpus) -> dict:
     dev = [[p, r, *figures(pooled(ms, "dev")), ", ".join(m.epochs for m in ms),
             f"{statistics.median(m.seconds for m in ms):.0f}", "yes" if chosen[p] is ms else ""]
            for (p, r), ms in models.items()]
-    test = [[p, ms[0].row, *figures(pooled(ms, "test")), per_seed([m.ranks["test"] for m in ms]),
+    test = [[p, r, *figures(pooled(ms, "test")), per_seed([m.ranks["test"] for m in ms]),
              "same" if all(m.top_k_differs == 0 for m in ms) else
-             f"differ for {sum(m.top_k_differs for m in ms)} queries"] for p, ms in chosen.items()]
+             f"differ for {sum(m.top_k_differs or 0 for m in ms)} queries",
+             "yes" if chosen[p] is ms else ""] for (p, r), ms in models.items() if "test" in ms[0].ranks]
     for name, (what, ranks) in baselines.items():
         dev.append([name, what, *figures(joined(ranks["dev"])), "", "", ""])
-        test.append([name, what, *figures(joined(ranks["test"])), per_seed(ranks["test"] or []), ""])
+        test.append([name, what, *figures(joined(ranks["test"])), per_seed(ranks["test"] or []), "", ""])
     return {"dev": res.table(["pipeline", "row", *(f"hits@{k}" for k in HITS_AT), "mean rank",
                               "best epoch / epochs", "training (s)", "chosen"], dev, f"ll{hits}rlrl"),
-            "test": res.table(["pipeline", "chosen row", *(f"hits@{k}" for k in HITS_AT), "mean rank",
-                               "hits@1 / mean rank per seed", "hits@k through top_k"], test,
-                              f"ll{hits}rll"),
+            "test": res.table(["pipeline", "row", *(f"hits@{k}" for k in HITS_AT), "mean rank",
+                               "hits@1 / mean rank per seed", "hits@k through top_k", "chosen on dev"],
+                              test, f"ll{hits}rlll"),
             "throughput": throughput_table(models, chosen, corpus)}
 
 
@@ -284,7 +298,7 @@ def hits_png(outcomes: dict[str, np.ndarray], note: str, corpus: str) -> bytes:
 def verdict(chosen: dict[str, list[Model]]) -> str:
     """Issue 14's target: the best text pipeline (by dev) matches the ids one on test (pooled)."""
     ids, texts = chosen.get("ids"), [ms for p, ms in chosen.items() if p != "ids"]
-    if not (ids and texts):
+    if not (ids and texts) or "test" not in ids[0].ranks:
         return ""
     best = max(texts, key=lambda ms: score(pooled(ms, "dev")))
     (h, r), (hi, ri) = score(pooled(best, "test")), score(pooled(ids, "test"))
@@ -299,12 +313,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="100 articles, 1 epoch, enc_dim 16, no "
                         "MiniLM, seeds 0 1; writes results only with an explicit --results")
-    parser.add_argument("--rows", nargs="+", choices=list(ROWS), default=list(ROWS))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS))
     parser.add_argument("--pipelines", nargs="+", choices=list(PIPELINES), default=list(PIPELINES))
     parser.add_argument("--no-minilm", action="store_true", help="leave out the MiniLM baseline")
     parser.add_argument("--seeds", nargs="+", type=int, help=f"splits, pooled (default {SEEDS})")
     parser.add_argument("--work", type=Path, help="keep the trees here")
     parser.add_argument("--corpus", choices=list(CORPORA), default="news")
+    parser.add_argument("--dev-only", action="store_true", help="no test split (choosing settings)")
     res.add_results_arguments(parser, "doc_retrieval")
     parser.set_defaults(results=None, max_articles=None, enc_dim=None, epochs=None,
                         pairs_per_article=10)  # results None: to tell an explicit --results
@@ -316,6 +331,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.plot = (args.results.parent if explicit else REPO / "benchmarks") / f"{stem}_hits.png"
     args.dev, args.test = CORPORA[args.corpus][2:]
     args.seeds = args.seeds or ([0, 1] if args.quick else list(SEEDS))
+    args.no_results = args.no_results or args.dev_only
     if args.quick:
         args.max_articles, args.dev, args.test, args.pairs_per_article = 100, 20, 30, 2
         args.enc_dim, args.epochs, args.no_minilm = 16, 1, True
@@ -333,18 +349,22 @@ def main(argv: list[str] | None = None) -> int:
             corpora.append(corpus := build_corpus(work / f"seed-{seed}" / "data", args, seed))
             print(f"seed {seed}: {json.dumps(corpus.counts)} ({conditions.elapsed():.1f} s)", flush=True)
             for pipeline, row in itertools.product(args.pipelines, args.rows):  # dev: every row
+                if ROWS[row][2] and pipeline == "ids":
+                    continue  # documents rows: text in (issue 16)
                 models[pipeline, row].append(model := train(pipeline, row, seed, corpus, work, args))
                 evaluate(model, corpus.splits["dev"], "dev")
                 print(f"seed {seed} {pipeline} {row}: dev {' / '.join(figures(model.ranks['dev']))} "
                       f"({model.seconds:.0f} s training; {conditions.elapsed():.0f} s)", flush=True)
-        chosen = {}
-        for pipeline in args.pipelines:  # test: once, with the row chosen on the pooled dev queries
+        chosen = {}  # per pipeline, the row chosen on the pooled dev queries
+        for pipeline in args.pipelines:
             chosen[pipeline] = max((ms for (p, _), ms in models.items() if p == pipeline),
                                    key=lambda ms: score(pooled(ms, "dev")))
-            for model, corpus in zip(chosen[pipeline], corpora):
+        for ms in models.values() if not args.dev_only else ():  # test: once, every row shown
+            for model, corpus in zip(ms, corpora):
                 evaluate(model, corpus.splits["test"], "test")
         baselines = {"tf-idf": ("TF-IDF cosine, whole truths",
-                                {n: [tfidf_ranks(c, c.splits[n]) for c in corpora] for n in SPLITS})}
+                                {n: None if args.dev_only and n == "test" else
+                                 [tfidf_ranks(c, c.splits[n]) for c in corpora] for n in SPLITS})}
         ranks, note = (dict.fromkeys(SPLITS), "not run") if args.no_minilm else minilm(corpora)
         baselines["minilm"] = (f"all-MiniLM-L6-v2 zero-shot ({note})", ranks)
         figures_of = tables(models, chosen, baselines, corpora[0])

@@ -122,3 +122,14 @@ def test_the_neighbours_example_runs_as_written(tmp_path):
     neighbors = answer["predictions"][0]["neighbors"]
     assert len(neighbors) == 2 and {n["id"] for n in neighbors} <= {"cats", "markets", "paris", "football"}
     assert neighbors[0]["score"] >= neighbors[1]["score"]
+
+
+def test_the_documents_in_example_runs_as_written(tmp_path):
+    """README "Documents in": a train channel of documents trains (pairs drawn in the job) and the
+    endpoint embeds a sentence and a document."""
+    answer = run_readme_example(tmp_path, "Documents in",
+                                {"documents.jsonl": "jsonl", "hyperparameters.json": "json"})
+    embeddings = [p["embeddings"] for p in answer["predictions"]]
+    assert len(embeddings) == 2 and all(len(e) == 16 for e in embeddings)
+    log = (tmp_path / "out.log").read_text()
+    assert "channel train: 4 documents, 12 sentences" in log

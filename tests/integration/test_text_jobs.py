@@ -258,3 +258,54 @@ def test_early_stopping_on_retrieval_mrr_through_container_train(tmp_path):
     assert history == pytest.approx(mrr, rel=1e-4)
     assert metrics["best_epoch"] == int(np.argmax(history))
     assert f"keeping the weights of epoch {metrics['best_epoch']} (highest validation retrieval_mrr" in log
+
+
+def documents(n: int, seed: int) -> list[dict]:
+    """Documents of 2-5 sentences, each document on one topic."""
+    rng = np.random.default_rng(seed)
+    return [{"document": [sentence(rng, i % 3, 5) for _ in range(int(rng.integers(2, 6)))]} for i in range(n)]
+
+
+DOCUMENT_HP = {"enc0_network": "pooled_embedding", "enc0_vocab_size": "60", "enc0_max_seq_len": "30",
+               "enc0_tokenizer": "wordlevel", "enc_dim": "16", "epochs": "3", "mini_batch_size": "16",
+               "pairs_per_document": "2", "negative_sampling_rate": "1", "learning_rate": "0.05"}
+
+
+def test_a_document_job_draws_pairs_in_the_job_the_same_on_two_processes(tmp_path):
+    """A train channel of documents and a validation channel of documents, through container/train
+    on one process and on two: the drawn pairs agree on every rank (the models match), the
+    validation MRR is scraped, and the model embeds text."""
+    hp = {**DOCUMENT_HP, "early_stopping_metric": "retrieval_mrr"}
+    channels = {"train": documents(60, 0), "validation": documents(12, 1)}
+    one, two = (make_tree(tmp_path / name, hp, channels) for name in ("one", "two"))
+    env = subprocess_env(two, OBJECT2VEC_NPROC_PER_HOST="2", OBJECT2VEC_MASTER_PORT=str(free_port()))
+    runs = [train(one), subprocess.run([sys.executable, str(TRAIN)], capture_output=True, text=True,
+                                       timeout=240, env=env)]
+    for run in runs:
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    log = runs[0].stdout + runs[0].stderr
+    assert "channel train: 60 documents" in log and "channel validation: 12 documents" in log
+    assert log.count("validation retrieval_mrr <score>=") == 3
+    a, b = (torch.load(base / "model" / "object2vec.pt", weights_only=True)["state_dict"]
+            for base in (one, two))
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+    predictor = Predictor(load_artifact(one / "model"))
+    assert len(by_instance(predictor.predict([{"in0": "Cat dog mat."}]))[0]["embeddings"]) == 16
+
+
+@pytest.mark.parametrize("change, channel, words", [
+    ({}, [{"document": ["Cat dog.", "Mat pet."]}, {"document": ["Rain cloud.", ""]}],
+     ["data.jsonl, line 2: sentence 1 of 'document' has no token"]),
+    ({}, [{"document": ["Cat dog.", "Mat pet."]}, {"in0": "Cat.", "in1": "Dog.", "label": 1}],
+     ["line 2", "documents or pairs"]),
+    ({"negative_sampling_rate": "0"}, [{"document": ["Cat dog.", "Mat pet."]}],
+     ["negative_sampling_rate >= 1 or in_batch_softmax_weight > 0"]),
+])
+def test_bad_document_jobs_fail_with_a_clear_reason(tmp_path, change, channel, words):
+    base = make_tree(tmp_path, {**DOCUMENT_HP, **change}, {"train": channel})
+    run = train(base)
+    assert run.returncode == 2, run.stdout + run.stderr
+    failure = (base / "output" / "failure").read_text()
+    assert all(w in failure for w in words), failure
+    assert "Traceback" not in run.stdout + run.stderr

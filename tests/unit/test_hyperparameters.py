@@ -70,6 +70,7 @@ DOCUMENTED: dict[str, tuple] = {
     "in_batch_softmax_temperature": ("float", 0.05, 0.001, 10.0),
     "token_weighting": ("choice", "none", ("none", "idf")),
     "early_stopping_metric": ("choice", "loss", ("loss", "retrieval_mrr")),
+    "pairs_per_document": ("int", 1, 1, 1000),
     "catalog_index": ("choice", "auto", ("auto", "flat", "ivf")),
     "catalog_ivf_lists": ("int", 0, 0, 1_000_000),
     "catalog_ivf_probe": ("int", 32, 1, 65536),

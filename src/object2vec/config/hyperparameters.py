@@ -150,6 +150,9 @@ class Hyperparameters:
                                          help="extension: what early stopping and the best epoch "
                                               "watch; retrieval_mrr: the validation positives' own "
                                               "partners among all of theirs")
+    pairs_per_document: int = setting("int", 1, 1, 1000,
+                                      help="extension: (sentence, rest) pairs drawn from each "
+                                           "document of a document train channel per epoch")
     # The catalog channel's index (extension; used only when the job has a catalog channel).
     catalog_index: str = setting("choice", "auto", options=("auto", "flat", "ivf"),
                                  help="extension: flat (exact), ivf (approximate), auto: flat up to "

@@ -4,7 +4,8 @@ An epoch is a list of *samples* ``(i0, i1, label)``: the given records (``i0 == 
 plus, with ``negative_sampling_rate = k``, ``k`` generated negatives per record that pair record ``i``'s
 ``in0`` with the ``in1`` of a record ``j`` drawn uniformly from all records the process sees (label 0).
 Samples are shuffled together every epoch (seeded by ``(seed, epoch)``) and cut into batches of
-``mini_batch_size``; with ``bucket_width > 0`` batches hold samples of similar length.
+``mini_batch_size``; with ``bucket_width > 0`` batches hold samples of similar length. A channel of
+documents (:mod:`object2vec.data.documents`) gives each epoch its own freshly drawn records first.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from object2vec.data.documents import DocumentData
 from object2vec.data.records import PairData, Side
 from object2vec.model.tokens import Tokens
+
+DRAW_STREAM = 1  # the epoch's draw of document pairs: a random stream apart from its shuffle
 
 
 @dataclass
@@ -75,28 +79,41 @@ class EpochPlan:
 
 
 class EpochSampler:
-    """Plans every epoch of training over ``data``: negatives, shuffling, bucketing, batching."""
+    """Plans every epoch of training over ``source``: negatives, shuffling, bucketing, batching.
+    ``source`` is the channel's records, or its documents (``pairs_per_document`` drawn from each,
+    every epoch)."""
 
-    def __init__(self, data: PairData, batch_size: int, negative_sampling_rate: int = 0,
-                 bucket_width: int = 0, seed: int = 0) -> None:
-        self.data = data
+    def __init__(self, source: PairData | DocumentData, batch_size: int, negative_sampling_rate: int = 0,
+                 bucket_width: int = 0, seed: int = 0, pairs_per_document: int = 1) -> None:
+        self.source = source
         self.batch_size = batch_size
         self.rate = negative_sampling_rate
         self.bucket_width = bucket_width
         self.seed = seed
+        self.pairs_per_document = pairs_per_document
+        self._drawn: tuple[int, PairData] | None = None
+
+    def records(self, epoch: int) -> PairData:
+        """The records of ``epoch``: the channel's, or the pairs drawn from its documents for it."""
+        if isinstance(self.source, PairData):
+            return self.source
+        if self._drawn is None or self._drawn[0] != epoch:  # the trainer asks twice per epoch
+            rng = np.random.default_rng([self.seed, epoch, DRAW_STREAM])
+            self._drawn = epoch, self.source.pairs(rng, self.pairs_per_document)
+        return self._drawn[1]
 
     def plan(self, epoch: int) -> EpochPlan:
-        """The samples of ``epoch`` (deterministic in ``(seed, epoch)``)."""
+        """The samples of ``epoch`` over :meth:`records` (deterministic in ``(seed, epoch)``)."""
+        data = self.records(epoch)
         rng = np.random.default_rng([self.seed, epoch])
-        n = len(self.data)
+        n = len(data)
         records = np.arange(n, dtype=np.int64)
         idx0 = np.concatenate([records] + [records] * self.rate)
         idx1 = np.concatenate([records] + [rng.integers(0, n, n) for _ in range(self.rate)])
-        labels = np.concatenate([self.data.labels] +
-                                [np.zeros(n, dtype=self.data.labels.dtype)] * self.rate)
+        labels = np.concatenate([data.labels] + [np.zeros(n, dtype=data.labels.dtype)] * self.rate)
         order = rng.permutation(len(idx0))
         if self.bucket_width > 0:
-            lengths = np.maximum(self.data.in0.lengths[idx0], self.data.in1.lengths[idx1])
+            lengths = np.maximum(data.in0.lengths[idx0], data.in1.lengths[idx1])
             # stable sort by bucket keeps the random order inside each bucket
             order = order[np.argsort(lengths[order] // self.bucket_width, kind="stable")]
         bounds = np.append(np.arange(0, len(order), self.batch_size), len(order))

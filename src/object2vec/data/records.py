@@ -392,7 +392,8 @@ def _check_text(where: str, key: str, value: object, encoder: TextEncoder, origi
 def sniff_text_sides(channel_dir: Path) -> tuple[tuple[bool, bool], str]:
     """Whether ``in0`` and ``in1`` are text (a JSON string) in the channel's first record, and that
     record's place (``file, line N``). Every other record must hold the same kinds. A first record
-    that cannot be read counts as ids: loading it reports the problem."""
+    that cannot be read counts as ids: loading it reports the problem. In a record of documents
+    (``{"document": [...]}``) both sides are text when its first sentence is."""
     for path in channel_files(channel_dir):
         for number, line in numbered_lines(path):
             place = f"{path}, line {number}"
@@ -402,13 +403,17 @@ def sniff_text_sides(channel_dir: Path) -> tuple[tuple[bool, bool], str]:
                 return (False, False), place
             if not isinstance(rec, dict):
                 return (False, False), place
+            if isinstance(rec.get("document"), list):
+                text = bool(rec["document"]) and isinstance(rec["document"][0], str)
+                return (text, text), place
             return (isinstance(rec.get("in0"), str), isinstance(rec.get("in1"), str)), place
     return (False, False), ""
 
 
 def channel_texts(channel_dir: Path, sides: tuple[int, ...]) -> Iterator[str]:
     """The text of ``sides`` (0, 1 or both) of every record of a channel, streamed (for training a
-    tokenizer). Records that cannot be read are skipped: loading the channel reports them."""
+    tokenizer): every sentence of a document record, which feeds both sides. Records that cannot
+    be read are skipped: loading the channel reports them."""
     keys = [f"in{side}" for side in sides]
     for path in channel_files(channel_dir):
         for _, line in numbered_lines(path):
@@ -416,7 +421,9 @@ def channel_texts(channel_dir: Path, sides: tuple[int, ...]) -> Iterator[str]:
                 rec = json.loads(line)
             except (ValueError, RecursionError):
                 continue
-            if isinstance(rec, dict):
+            if isinstance(rec, dict) and isinstance(rec.get("document"), list):
+                yield from (s for s in rec["document"] if isinstance(s, str))
+            elif isinstance(rec, dict):
                 yield from (rec[k] for k in keys if isinstance(rec.get(k), str))
 
 

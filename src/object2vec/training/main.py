@@ -26,6 +26,7 @@ import torch
 from object2vec.artifact import save_artifact
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
 from object2vec.data.catalog import Catalog, load_catalog
+from object2vec.data.documents import DocumentData, fixed_pairs, is_document_channel, load_documents
 from object2vec.data.records import Encoders, PairData, RecordRules, load_channel
 from object2vec.data.text_inputs import TextSides, build_text_encoders, text_sides
 from object2vec.errors import UserError
@@ -88,13 +89,20 @@ def check_channels(paths: SageMakerPaths, input_config: dict) -> list[str]:
 
 
 def load_channels(paths: SageMakerPaths, rules: RecordRules, names: list[str],
-                  workers: int = 1) -> dict[str, PairData]:
+                  workers: int = 1) -> dict[str, PairData | DocumentData]:
     """Load and validate every data channel (text sides tokenized by ``rules.text``, in
-    ``workers`` processes for a large channel)."""
-    channels = {}
+    ``workers`` processes for a large channel). A channel of documents stays documents for train
+    and becomes one fixed pair per document for validation and test."""
+    channels: dict[str, PairData | DocumentData] = {}
     for name in names:
-        start = time.perf_counter()
-        channels[name] = load_channel(paths.channel_dir(name), rules, workers)
+        start, where = time.perf_counter(), paths.channel_dir(name)
+        if is_document_channel(where):
+            docs = load_documents(where, rules)
+            channels[name] = docs if name == "train" else fixed_pairs(docs, name)
+            log.info("channel %s: %d documents, %d sentences in %.1f s", name, len(docs),
+                     docs.num_sentences, time.perf_counter() - start)
+            continue
+        channels[name] = load_channel(where, rules, workers)
         seconds = time.perf_counter() - start
         log.info("channel %s: %d records in %.1f s (%.0f records/s)", name, len(channels[name]),
                  seconds, len(channels[name]) / max(seconds, 1e-9))

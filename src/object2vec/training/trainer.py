@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from object2vec.config.hyperparameters import SPECS, Hyperparameters
 from object2vec.data.auxiliary import apply_pretrained
 from object2vec.data.batching import Batch, EpochSampler, records_plan, sequential_plan
+from object2vec.data.documents import DocumentData
 from object2vec.data.records import Encoders, PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.embedding import EmbeddingRows
@@ -103,7 +104,8 @@ def in_batch_softmax_loss(u: torch.Tensor, v: torch.Tensor, temperature: float) 
 class Trainer:
     """Trains one Object2Vec model on already-loaded channels."""
 
-    def __init__(self, hp: Hyperparameters, channels: dict[str, PairData], metrics: MetricLogger,
+    def __init__(self, hp: Hyperparameters, channels: dict[str, PairData | DocumentData],
+                 metrics: MetricLogger,
                  device: torch.device | str = "cpu", seed: int = SEED,
                  auxiliary_dir: Path | None = None, dist: DistEnv | None = None,
                  sharded: frozenset[str] = frozenset(), checkpoint_dir: Path | None = None,
@@ -111,7 +113,8 @@ class Trainer:
                  stop_requested: Callable[[], bool] = lambda: False,
                  on_epoch_end: Callable[[TrainResult], None] = lambda result: None,
                  text: Encoders = (None, None)) -> None:
-        """``data_digest``: the job's data (``object2vec.training.checkpoint.combine_digests``),
+        """``channels``: records; the train channel may be documents (pairs drawn every epoch).
+        ``data_digest``: the job's data (``object2vec.training.checkpoint.combine_digests``),
         kept in every checkpoint's fingerprint beside the hyperparameters. ``text``: the tokenizer
         of each text side (its vocabulary places pretrained vectors by token)."""
         if "train" not in channels:
@@ -131,6 +134,11 @@ class Trainer:
                 found = "no validation channel" if valid is None else f"{positives} in the validation channel"
                 raise UserError("early_stopping_metric=retrieval_mrr ranks each validation pair labelled "
                                 f"1 against the others and needs at least 2 such pairs; found {found}")
+        if isinstance(channels["train"], DocumentData) and not (hp.negative_sampling_rate or
+                                                                 hp.in_batch_softmax_weight):
+            raise UserError("the train channel holds documents, whose pairs are all labelled 1: set "
+                            "negative_sampling_rate >= 1 or in_batch_softmax_weight > 0 so that the "
+                            "model also sees pairs that do not belong together")
         if hp.mini_batch_size < self.dist.world_size:
             raise UserError(f"mini_batch_size={hp.mini_batch_size} is the global batch and must be at "
                             f"least the number of processes ({self.dist.world_size})")
@@ -139,8 +147,12 @@ class Trainer:
         tables = 1 if hp.tied_token_embedding_weight else 2  # a tied table is enc0's
         apply_pretrained(list(self.model.embeddings), [hp.enc0, hp.enc1][:tables], auxiliary_dir,
                          list(text[:tables]))
-        if hp.token_weighting == "idf":
-            self._set_idf_weights(channels["train"], "train" in sharded)
+        part, parts = self._share("train")
+        group_batch = hp.mini_batch_size * parts // self.dist.world_size  # this data group's batch
+        self.sampler = EpochSampler(channels["train"], group_batch, hp.negative_sampling_rate,
+                                    hp.bucket_width, seed, hp.pairs_per_document)
+        if hp.token_weighting == "idf":  # documents: from the first epoch's pairs
+            self._set_idf_weights(self.sampler.records(0), "train" in sharded)
         self.model.to(self.device)
         self.optimizer = build_optimizer(self.model, hp.optimizer, hp.learning_rate, hp.weight_decay)
         # row_sparse: the tables take no autograd gradient; the lazy optimizer updates their rows
@@ -151,10 +163,6 @@ class Trainer:
         if self.dist.distributed and self.optimizer is not None:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.forward = DistributedDataParallel(self.model, device_ids=ids)
-        part, parts = self._share("train")
-        group_batch = hp.mini_batch_size * parts // self.dist.world_size  # this data group's batch
-        self.sampler = EpochSampler(channels["train"], group_batch, hp.negative_sampling_rate,
-                                    hp.bucket_width, seed)
         self.stopper = EarlyStopping(hp.early_stopping_patience, hp.early_stopping_tolerance)
         self.monitor = "validation" if "validation" in channels else "train"
         self.result = TrainResult()
@@ -240,7 +248,7 @@ class Trainer:
         # equal step counts everywhere; a last batch too small to give every rank a sample is skipped
         steps = len(plan) - (len(plan) > 0 and plan.batch_size(len(plan) - 1) < parts)
         steps = self.dist.all_reduce_min(steps)
-        data = self.channels["train"]
+        data = self.sampler.records(epoch)
         # running sums of the metrics and of the sample count ("_count"), carried over a resume
         totals = {k: torch.tensor(v, device=self.device) for k, v in self.partial_totals.items()}
         start = last_report = time.perf_counter()
