@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -310,18 +309,3 @@ def test_bad_document_jobs_fail_with_a_clear_reason(tmp_path, change, channel, w
     failure = (base / "output" / "failure").read_text()
     assert all(w in failure for w in words), failure
     assert "Traceback" not in run.stdout + run.stderr
-
-
-def test_a_learned_temperature_trains_on_two_processes(tmp_path):
-    """in_batch_softmax_learn_temperature under DDP (gloo): the temperature is a model parameter
-    whose gradient every rank contributes, also on a step whose share has fewer than 2 positives."""
-    hp = {**DOCUMENT_HP, "in_batch_softmax_weight": "1", "in_batch_softmax_learn_temperature": "true",
-          "in_batch_softmax_temperature": "0.2", "mini_batch_size": "6"}  # 3 samples per rank
-    base = make_tree(tmp_path, hp, {"train": documents(40, 2)})
-    env = subprocess_env(base, OBJECT2VEC_NPROC_PER_HOST="2", OBJECT2VEC_MASTER_PORT=str(free_port()))
-    run = subprocess.run([sys.executable, str(TRAIN)], capture_output=True, text=True, timeout=240, env=env)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    learned = [float(t) for t in re.findall(r"learned temperature ([\d.]+)", run.stdout + run.stderr)]
-    assert len(learned) == 3 and learned[-1] != 0.2, run.stdout[-2000:]
-    state = torch.load(base / "model" / "object2vec.pt", weights_only=True)["state_dict"]
-    assert float(state["log_temperature"].exp()) == pytest.approx(learned[-1], abs=1e-4)

@@ -68,7 +68,6 @@ DOCUMENTED: dict[str, tuple] = {
     # extensions (README "Hyperparameters"): off by default
     "in_batch_softmax_weight": ("float", 0.0, 0.0, 100.0),
     "in_batch_softmax_temperature": ("float", 0.05, 0.001, 10.0),
-    "in_batch_softmax_learn_temperature": ("bool", False, ("True", "False")),
     "token_weighting": ("choice", "none", ("none", "idf")),
     "early_stopping_metric": ("choice", "loss", ("loss", "retrieval_mrr")),
     "pairs_per_document": ("int", 1, 1, 1000),
@@ -97,10 +96,7 @@ def error_of(raw: dict) -> str:
 
 def context_for(key: str, value: str) -> dict:
     """Other keys a value needs to be valid on its own (enc1 not cloned needs its own sizes;
-    token weights weight a pooled_embedding encoder's mean; a learned temperature needs the
-    in-batch softmax)."""
-    if key == "in_batch_softmax_learn_temperature":
-        return {"in_batch_softmax_weight": "1"}
+    token weights weight a pooled_embedding encoder's mean)."""
     if key == "token_weighting" or key.startswith("enc0_") and key.endswith(("_pooling",
                                                                             "_activation")):
         return {"enc0_network": "pooled_embedding"}

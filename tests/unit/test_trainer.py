@@ -13,9 +13,7 @@ import pytest
 import torch
 from helpers import QUIET, pairs, retrieval_hp, side, sparse_hp, topic_pairs, trained
 
-from object2vec.artifact import load_artifact, save_artifact
 from object2vec.data.records import PairData, Side
-from object2vec.errors import UserError
 from object2vec.model.tokens import Tokens
 from object2vec.training.trainer import Trainer, document_frequency, in_batch_softmax_loss
 
@@ -105,25 +103,6 @@ def test_in_batch_softmax_teaches_embeddings_to_find_their_document(storage, dev
     hp = retrieval_hp(in_batch_softmax_weight="1", in_batch_softmax_temperature="0.1", epochs="8",
                       token_embedding_storage_type=storage)
     assert retrieval_hits_at_1(trained(hp, data, device=device), data) >= 0.9
-
-
-@pytest.mark.usefixtures("one_thread")
-def test_a_learned_temperature_trains_and_travels_with_the_model(tmp_path, device):
-    """in_batch_softmax_learn_temperature: the temperature is a model parameter that starts at the
-    setting, moves with training (never below 0.01), and the artifact keeps it."""
-    data = topic_pairs()
-    hp = retrieval_hp(in_batch_softmax_weight="1", in_batch_softmax_temperature="0.5", epochs="3",
-                      in_batch_softmax_learn_temperature="true")
-    trainer = Trainer(hp, {"train": data}, QUIET, device=device)
-    assert float(trainer.temperature().detach()) == pytest.approx(0.5)
-    trainer.train()
-    learned = float(trainer.temperature().detach())
-    assert 0.01 <= learned < 0.45  # a sharper softmax separates the topics better
-    save_artifact(tmp_path, trainer.model, hp)
-    loaded = load_artifact(tmp_path).model
-    assert float(loaded.log_temperature.detach().exp()) == pytest.approx(learned, rel=1e-6)
-    with pytest.raises(UserError, match="needs in_batch_softmax_weight > 0"):
-        retrieval_hp(in_batch_softmax_learn_temperature="true")
 
 
 # -- IDF token weighting --------------------------------------------------------------------------------

@@ -144,8 +144,6 @@ class Hyperparameters:
                                              help="extension: in-batch softmax loss weight; 0: off")
     in_batch_softmax_temperature: float = setting("float", 0.05, 0.001, 10.0,
                                                   help="extension: the in-batch softmax temperature")
-    in_batch_softmax_learn_temperature: bool = setting(
-        "bool", False, help="extension: learn the temperature, from in_batch_softmax_temperature")
     token_weighting: str = setting("choice", "none", options=("none", "idf"),
                                    help="extension: idf-weighted mean (pooled_embedding only)")
     early_stopping_metric: str = setting("choice", "loss", options=("loss", "retrieval_mrr"),
@@ -425,9 +423,6 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
                         f"output_layer=softmax with num_classes=2 (its positives are the pairs "
                         f"labelled 1), got output_layer={v['output_layer']}, "
                         f"num_classes={v['num_classes']}")
-    if v["in_batch_softmax_learn_temperature"] and v["in_batch_softmax_weight"] == 0:
-        problems.append("in_batch_softmax_learn_temperature=True learns the in-batch softmax's "
-                        "temperature and needs in_batch_softmax_weight > 0")
     if v["early_stopping_metric"] == "retrieval_mrr" and (v["output_layer"] != "softmax"
                                                            or v["num_classes"] != 2):
         problems.append(f"early_stopping_metric=retrieval_mrr: needs output_layer=softmax with "

@@ -84,7 +84,6 @@ class ModelConfig:
     tied: bool = False
     sparse: bool = False
     token_weighting: str = "none"  # "idf": every table carries per-token pooling weights
-    learned_temperature: float = 0.0  # > 0: the model learns the in-batch temperature from this value
 
     @classmethod
     def from_hyperparameters(cls, hp: Any) -> ModelConfig:
@@ -93,9 +92,7 @@ class ModelConfig:
         others are derived here."""
         derived = {"enc0": hp.encoder(0), "enc1": hp.encoder(1), "comparators": hp.comparator_list,
                    "num_outputs": hp.num_outputs, "tied": hp.tied_token_embedding_weight,
-                   "sparse": hp.token_embedding_storage_type == "row_sparse",
-                   "learned_temperature": (hp.in_batch_softmax_temperature
-                                           if hp.in_batch_softmax_learn_temperature else 0.0)}
+                   "sparse": hp.token_embedding_storage_type == "row_sparse"}
         return cls(**{f.name: derived[f.name] if f.name in derived else getattr(hp, f.name)
                       for f in dataclasses.fields(cls)})
 

@@ -9,7 +9,6 @@ Dropout (``dropout``) is applied to the encodings and after every hidden MLP lay
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -45,9 +44,6 @@ class Object2Vec(nn.Module):
             width = config.mlp_dim
         layers.append(nn.Linear(width, config.num_outputs))
         self.mlp = nn.Sequential(*layers)
-        if config.learned_temperature > 0:  # training's in-batch softmax only; a parameter so that
-            # DDP averages its gradient and checkpoints and the artifact keep it
-            self.log_temperature = nn.Parameter(torch.tensor(math.log(config.learned_temperature)))
 
     def table_index(self, side: int) -> int:
         """Index in ``embeddings`` of the table encoder ``side`` reads (0 for both when tied)."""

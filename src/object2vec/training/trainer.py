@@ -50,7 +50,6 @@ from object2vec.training.optimizers import build_optimizer
 from object2vec.training.sparse import LazyRowOptimizer, gather_rows, row_gradient
 
 log = logging.getLogger(__name__)
-MIN_TEMPERATURE = 0.01
 
 SEED = 0
 EVAL_BATCH_SIZE = 4096
@@ -90,8 +89,7 @@ def document_frequency(side: Side, vocab_size: int) -> np.ndarray:
     return np.bincount(distinct % vocab_size, minlength=vocab_size)
 
 
-def in_batch_softmax_loss(u: torch.Tensor, v: torch.Tensor,
-                          temperature: float | torch.Tensor) -> torch.Tensor:
+def in_batch_softmax_loss(u: torch.Tensor, v: torch.Tensor, temperature: float) -> torch.Tensor:
     """Symmetric in-batch softmax (InfoNCE) over cosine similarities of ``P`` positive pairs.
 
     Row ``i`` of ``u (P, D)`` belongs with row ``i`` of ``v (P, D)``: each ``u_i`` must pick ``v_i``
@@ -217,25 +215,15 @@ class Trainer:
         loss, stats = _loss_and_stats(hp, out, batch.labels)
         if hp.in_batch_softmax_weight > 0:
             positive = batch.labels == 1  # this process's share of the batch's positives
-            temperature = self.temperature()
             if int(positive.sum()) >= 2:
                 loss = loss + hp.in_batch_softmax_weight * in_batch_softmax_loss(
-                    u[positive], v[positive], temperature)
-            elif isinstance(temperature, torch.Tensor):  # DDP needs a gradient for every parameter
-                loss = loss + 0.0 * temperature
+                    u[positive], v[positive], hp.in_batch_softmax_temperature)
         loss.backward()
         if self.optimizer is not None:
             self.optimizer.step()
         if self.lazy_optimizer is not None:
             self._lazy_step(rows.tables)
         return stats
-
-    def temperature(self) -> float | torch.Tensor:
-        """The in-batch softmax temperature: the setting, or the learned one (a tensor with its
-        gradient, kept at 0.01 or above, as CLIP keeps its logit scale at 100 or below)."""
-        if not self.hp.in_batch_softmax_learn_temperature:
-            return self.hp.in_batch_softmax_temperature
-        return self.model.log_temperature.exp().clamp(min=MIN_TEMPERATURE)
 
     def _lazy_step(self, views: list[EmbeddingRows | None]) -> None:
         """Give each row_sparse table this step's row gradient (averaged over ranks like DDP
@@ -441,10 +429,8 @@ class Trainer:
             if diverged:
                 raise UserError(f"training diverged: {self.monitor} {loss_name} is {loss} at "
                                 f"epoch {epoch}; lower learning_rate (now {hp.learning_rate})")
-            log.info("epoch %d/%d: %s (best epoch %d)%s", epoch + 1, hp.epochs,
-                     ", ".join(f"{k}={v:.4f}" for k, v in record.items()), self.stopper.best_epoch,
-                     f"; learned temperature {float(self.temperature().detach()):.4f}"
-                     if hp.in_batch_softmax_learn_temperature else "")
+            log.info("epoch %d/%d: %s (best epoch %d)", epoch + 1, hp.epochs,
+                     ", ".join(f"{k}={v:.4f}" for k, v in record.items()), self.stopper.best_epoch)
             self._save_checkpoint(epoch + 1, 0)
             if self.stopper.should_stop and epoch + 1 < hp.epochs:
                 log.info("early stopping: %s %s has not improved by %g for %d epochs", self.monitor,
