@@ -133,3 +133,23 @@ def test_the_documents_in_example_runs_as_written(tmp_path):
     assert len(embeddings) == 2 and all(len(e) == 16 for e in embeddings)
     log = (tmp_path / "out.log").read_text()
     assert "channel train: 4 documents, 12 sentences" in log
+
+
+def test_the_recommended_document_configuration_is_the_benchmarked_one():
+    """README "Recommended configuration for document embedding": its block parses, and it is the
+    documents row benchmarks/doc_retrieval.py measured (setting for setting, but the vocabulary
+    budget, which the benchmark takes from the corpus)."""
+    import importlib.util
+
+    from object2vec.config.hyperparameters import parse_hyperparameters
+
+    spec = importlib.util.spec_from_file_location("doc_retrieval", REPO / "benchmarks" / "doc_retrieval.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    block = json.loads(readme_blocks("Recommended configuration for document embedding")["json"])
+    changes, max_len, documents = bench.ROWS["documents"]
+    measured = {**bench.COMPATIBLE, **changes, "enc0_max_seq_len": str(max_len),
+                "enc0_vocab_size": block["enc0_vocab_size"]}
+    assert documents
+    readme, benchmark = (parse_hyperparameters(hp).to_dict() for hp in (block, measured))
+    assert readme == benchmark
