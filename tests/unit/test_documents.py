@@ -99,12 +99,14 @@ def test_a_pair_channel_is_not_a_document_channel(tmp_path):
     pairs = write_docs(tmp_path / "c" / "p.jsonl", ['{"in0": [1], "in1": [2], "label": 1}'])
     assert not is_document_channel(pairs)
     assert not is_document_channel(write_docs(tmp_path / "d" / "p.jsonl", ["not json"]))
+    assert not is_document_channel(write_docs(tmp_path / "e" / "p.jsonl", ['"a document"']))
 
 
 @pytest.mark.parametrize("record, words", [
     ('{"in0": [1], "in1": [2], "label": 1}',
      ["line 2", "'document'", "in0, in1, label", "documents or pairs"]),
     ('[1, 2]', ["line 2", "'document'", "got list"]),
+    ('{"sentences": ["a", "b"]}', ["line 2", "'document'", "an object without it"]),
     ('{"document": [[1, 2]]}', ["line 2", "at least 2 sentences"]),
     ('{"document": "one. two."}', ["line 2", "at least 2 sentences"]),
     ('{"document": [[1], [45]]}', ["line 2", "sentence 1", "45", "vocab_size=40"]),
@@ -158,3 +160,13 @@ def test_untied_text_sides_tokenize_sentences_with_each_sides_tokenizer(tmp_path
     assert isinstance(data, DocumentData) and data.sentences[0] is not data.sentences[1]
     assert sequences(data.sentences[0]) == [[a.vocab()["red"], a.vocab()["green"]], [a.vocab()["blue"]]]
     assert sequences(data.sentences[1]) == [[b.vocab()["red"], b.vocab()["green"]], [b.vocab()["blue"]]]
+
+
+def test_pairs_per_document_on_a_channel_of_pairs_is_warned_about(caplog):
+    from helpers import QUIET, retrieval_hp, topic_pairs
+
+    from object2vec.training.trainer import Trainer
+
+    with caplog.at_level("WARNING"):
+        Trainer(retrieval_hp(pairs_per_document="5"), {"train": topic_pairs()}, QUIET)
+    assert "pairs_per_document=5 has no effect" in caplog.text

@@ -111,9 +111,10 @@ def is_document_channel(channel_dir: Path) -> bool:
     for path in channel_files(channel_dir):
         for _, line in numbered_lines(path):
             try:
-                return KEY in parse_line("", line)
-            except (UserError, TypeError):  # not JSON, or not an object: loading reports it
+                rec = parse_line("", line)
+            except UserError:  # not JSON: loading the channel as pairs reports it
                 return False
+            return isinstance(rec, dict) and KEY in rec
     return False
 
 
@@ -135,7 +136,7 @@ def load_documents(channel_dir: Path, rules: RecordRules) -> DocumentData:
     flat = FlatIds("i")  # id documents
     parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sides]  # text: (ids, lengths) batches
     pending: list[str] = []
-    places: list[tuple[str, int]] = []  # per pending sentence: (file, line), its index in the document
+    places: list[tuple[str, int]] = []  # per pending sentence: its record's place, its index there
     counts = []
 
     def tokenize() -> None:
@@ -144,9 +145,9 @@ def load_documents(channel_dir: Path, rules: RecordRules) -> DocumentData:
                 cut = longest if shared else rules.max_seq_lens[side]
                 ids, lengths = rules.text[side].encode(pending, cut)
             except UnencodableText as exc:
-                raise UserError(f"{_where(places, exc.index)} {exc}") from None
+                raise UserError(f"{_sentence(*places[exc.index])} {exc}") from None
             if lengths.size and lengths.min() == 0:
-                raise UserError(f"{_where(places, int(np.argmin(lengths)))} has no token; each "
+                raise UserError(f"{_sentence(*places[int(np.argmin(lengths))])} has no token; each "
                                 f"sentence needs at least one")
             made.append((ids.astype(np.int32), lengths))
         pending.clear()
@@ -157,15 +158,15 @@ def load_documents(channel_dir: Path, rules: RecordRules) -> DocumentData:
         for number, line in numbered_lines(path):
             where = f"{path}, line {number}"
             first = first or where
-            document = _document(parse_line(where, line), where, first, rules)
+            document = _document(parse_line(where, line), where, first)
             for j, sentence in enumerate(document):
                 if not texts:
-                    _append_ids(flat, sentence, _where([(where, j)], 0), rules, first)
+                    _append_ids(flat, sentence, _sentence(where, j), rules, first)
                 elif type(sentence) is str:
                     pending.append(sentence)
                     places.append((where, j))
                 else:
-                    raise UserError(f"{_where([(where, j)], 0)} holds {show_value(sentence)}, but this "
+                    raise UserError(f"{_sentence(where, j)} holds {show_value(sentence)}, but this "
                                     f"job's documents are text (as in {rules.text_origin or first})")
             counts.append(len(document))
             if len(pending) >= TOKENIZE_BATCH:
@@ -181,16 +182,17 @@ def load_documents(channel_dir: Path, rules: RecordRules) -> DocumentData:
     return DocumentData((made[0], made[-1]), starts, rules.max_seq_lens)
 
 
-def _where(places: list[tuple[str, int]], k: int) -> str:
-    where, j = places[k]
+def _sentence(where: str, j: int) -> str:
+    """How a message names sentence ``j`` of the record at ``where``."""
     return f"{where}: sentence {j} of 'document'"
 
 
-def _document(rec: object, where: str, first: str, rules: RecordRules) -> list:
+def _document(rec: object, where: str, first: str) -> list:
     """The record's sentences, checked for shape."""
     if not isinstance(rec, dict) or KEY not in rec:
-        got = (f"a record of {', '.join(k for k in ('in0', 'in1', 'label') if k in rec)}"
-               if isinstance(rec, dict) else type(rec).__name__)
+        pair_keys = [k for k in ("in0", "in1", "label") if isinstance(rec, dict) and k in rec]
+        got = (f"a record of {', '.join(pair_keys)}" if pair_keys else
+               "an object without it" if isinstance(rec, dict) else type(rec).__name__)
         raise UserError(f"{where}: each line of this channel must be a JSON object with 'document' (a "
                         f"list of sentences), as in {first}; got {got} (a channel holds documents or "
                         f"pairs, not both)")

@@ -139,6 +139,9 @@ class Trainer:
             raise UserError("the train channel holds documents, whose pairs are all labelled 1: set "
                             "negative_sampling_rate >= 1 or in_batch_softmax_weight > 0 so that the "
                             "model also sees pairs that do not belong together")
+        if hp.pairs_per_document != 1 and not isinstance(channels["train"], DocumentData):
+            log.warning("pairs_per_document=%d has no effect: the train channel holds pairs, not "
+                        "documents", hp.pairs_per_document)
         if hp.mini_batch_size < self.dist.world_size:
             raise UserError(f"mini_batch_size={hp.mini_batch_size} is the global batch and must be at "
                             f"least the number of processes ({self.dist.world_size})")
