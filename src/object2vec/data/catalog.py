@@ -13,12 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from object2vec.data.records import (
     RECORD_WORDING,
+    TOKENIZE_BATCH,
     RecordRules,
     Side,
+    TextTokens,
     channel_files,
     numbered_lines,
     parse_line,
@@ -26,10 +26,9 @@ from object2vec.data.records import (
 )
 from object2vec.errors import UserError
 from object2vec.sequences import FlatIds, sequence_problem
-from object2vec.text import UnencodableText
 
 SIDES = ("in0", "in1")
-BATCH = 16384  # texts tokenized together
+BATCH = TOKENIZE_BATCH  # texts tokenized together (read when the reader starts: tests lower it)
 
 
 @dataclass
@@ -51,8 +50,7 @@ class _Reader:
         self.ids: list[str | int] = []
         self.seen: dict[str | int, str] = {}  # id -> where it was first
         self.flat = FlatIds("i")  # id items
-        self.texts: list[tuple[str, str]] = []  # (where, text) waiting to be tokenized
-        self.tokenized: list[tuple[np.ndarray, np.ndarray]] = []  # text items: (ids, lengths) per batch
+        self.text: TextTokens | None = None  # text items, once the side is known to be text
 
     def add(self, where: str, line: str) -> None:
         item = parse_line(where, line)
@@ -78,6 +76,10 @@ class _Reader:
         side = SIDES.index(keys[0])
         if self.side is None:
             self.side, self.first = side, where
+            if self.rules.text[side] is not None:
+                self.text = TextTokens(self.rules.text[side], self.rules.max_seq_lens[side],
+                                       "is text without a single token; each item needs at least one",
+                                       BATCH)
         elif side != self.side:
             raise UserError(f"{where}: item holds \"{keys[0]}\" but the catalog's items hold "
                             f"\"{SIDES[self.side]}\" (as at {self.first}): one side for every item")
@@ -89,9 +91,8 @@ class _Reader:
         if encoder is not None:
             if not isinstance(value, str):
                 raise UserError(f"{where}: '{key}' holds {show_value(value)}, but this job's {key} is text")
-            self.texts.append((where, value))
-            if len(self.texts) == BATCH:
-                self._tokenize()
+            assert self.text is not None
+            self.text.add(f"{where}: '{key}'", value)
             return
         if isinstance(value, str):
             raise UserError(f"{where}: '{key}' is text, but this job's {key} holds token ids")
@@ -101,31 +102,12 @@ class _Reader:
             raise UserError(f"{text} ({where})" if problem.place_last else f"{where}: {text}")
         self.flat.append(value[:max_len])
 
-    def _tokenize(self) -> None:
-        assert self.side is not None
-        encoder = self.rules.text[self.side]
-        assert encoder is not None
-        try:
-            ids, lengths = encoder.encode([t for _, t in self.texts], self.rules.max_seq_lens[self.side])
-        except UnencodableText as exc:
-            raise UserError(f"{self.texts[exc.index][0]}: '{SIDES[self.side]}' {exc}") from None
-        empty = np.flatnonzero(lengths == 0)
-        if empty.size:
-            raise UserError(f"{self.texts[int(empty[0])][0]}: '{SIDES[self.side]}' is text without a "
-                            f"single token; each item needs at least one")
-        self.tokenized.append((ids.astype(np.int32), lengths.astype(np.int64)))
-        self.texts.clear()
-
     def finish(self, channel_dir: Path) -> Catalog:
-        if self.texts:
-            self._tokenize()
         if self.side is None:
             raise UserError(f"channel 'catalog' has no items in {channel_dir}")
-        if self.tokenized:  # a catalog is text or ids throughout: the side decides
-            ids, lengths = (np.concatenate(parts) for parts in zip(*self.tokenized))
-        else:
-            ids, lengths = self.flat.arrays()
-        return Catalog(self.ids, self.side, Side.from_lengths(ids.astype(np.int32), lengths))
+        # a catalog is text or ids throughout: the side decides
+        tokens = self.text.side() if self.text is not None else Side.from_lengths(*self.flat.arrays())
+        return Catalog(self.ids, self.side, tokens)
 
 
 def load_catalog(channel_dir: Path, rules: RecordRules) -> Catalog:

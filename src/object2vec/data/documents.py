@@ -22,10 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from object2vec.data.records import (
+    DOCUMENT_KEY,
     RECORD_WORDING,
     PairData,
     RecordRules,
     Side,
+    TextTokens,
     channel_files,
     numbered_lines,
     parse_line,
@@ -33,11 +35,8 @@ from object2vec.data.records import (
 )
 from object2vec.errors import UserError
 from object2vec.sequences import FlatIds, sequence_problem
-from object2vec.text import UnencodableText
 
-KEY = "document"
 MIN_SENTENCES = 2  # a sentence and a non-empty rest
-TOKENIZE_BATCH = 16384  # sentences per tokenizer call
 
 
 @dataclass
@@ -114,7 +113,7 @@ def is_document_channel(channel_dir: Path) -> bool:
                 rec = parse_line("", line)
             except UserError:  # not JSON: loading the channel as pairs reports it
                 return False
-            return isinstance(rec, dict) and KEY in rec
+            return isinstance(rec, dict) and DOCUMENT_KEY in rec
     return False
 
 
@@ -128,31 +127,14 @@ def load_documents(channel_dir: Path, rules: RecordRules) -> DocumentData:
         raise UserError(f"channel {channel_dir.name!r} holds documents, whose pairs are labelled 1 (and "
                         f"their negatives 0): it needs output_layer=softmax")
     shared = rules.text[0] is rules.text[1]
-    texts = rules.text[0] is not None
     # A sentence feeds either side, so it must fit both: ids below both vocabularies, cut at the
     # longer length (each side's pairs cut again to its own).
-    sides = (0,) if shared else (0, 1)
     longest = max(rules.max_seq_lens)
     flat = FlatIds("i")  # id documents
-    parts: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in sides]  # text: (ids, lengths) batches
-    pending: list[str] = []
-    places: list[tuple[str, int]] = []  # per pending sentence: its record's place, its index there
+    texts = [TextTokens(rules.text[side], longest if shared else rules.max_seq_lens[side],  # per side
+                        "has no token; each sentence needs at least one")
+             for side in ((0,) if shared else (0, 1))] if rules.text[0] is not None else []
     counts = []
-
-    def tokenize() -> None:
-        for made, side in zip(parts, sides):
-            try:
-                cut = longest if shared else rules.max_seq_lens[side]
-                ids, lengths = rules.text[side].encode(pending, cut)
-            except UnencodableText as exc:
-                raise UserError(f"{_sentence(*places[exc.index])} {exc}") from None
-            if lengths.size and lengths.min() == 0:
-                raise UserError(f"{_sentence(*places[int(np.argmin(lengths))])} has no token; each "
-                                f"sentence needs at least one")
-            made.append((ids.astype(np.int32), lengths))
-        pending.clear()
-        places.clear()
-
     first = ""
     for path in channel_files(channel_dir):
         for number, line in numbered_lines(path):
@@ -163,20 +145,16 @@ def load_documents(channel_dir: Path, rules: RecordRules) -> DocumentData:
                 if not texts:
                     _append_ids(flat, sentence, _sentence(where, j), rules, first)
                 elif type(sentence) is str:
-                    pending.append(sentence)
-                    places.append((where, j))
+                    place = _sentence(where, j)
+                    for tokens in texts:
+                        tokens.add(place, sentence)
                 else:
                     raise UserError(f"{_sentence(where, j)} holds {show_value(sentence)}, but this "
                                     f"job's documents are text (as in {rules.text_origin or first})")
             counts.append(len(document))
-            if len(pending) >= TOKENIZE_BATCH:
-                tokenize()
-    if pending:
-        tokenize()
     if not counts:
         raise UserError(f"channel {channel_dir.name!r} has no records in {channel_dir}")
-    made = [Side.from_lengths(*(np.concatenate(a) for a in zip(*batches))) for batches in parts
-            ] if texts else [Side.from_lengths(*flat.arrays())]
+    made = [tokens.side() for tokens in texts] or [Side.from_lengths(*flat.arrays())]
     starts = np.zeros(len(counts) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
     return DocumentData((made[0], made[-1]), starts, rules.max_seq_lens)
@@ -189,14 +167,14 @@ def _sentence(where: str, j: int) -> str:
 
 def _document(rec: object, where: str, first: str) -> list:
     """The record's sentences, checked for shape."""
-    if not isinstance(rec, dict) or KEY not in rec:
+    if not isinstance(rec, dict) or DOCUMENT_KEY not in rec:
         pair_keys = [k for k in ("in0", "in1", "label") if isinstance(rec, dict) and k in rec]
         got = (f"a record of {', '.join(pair_keys)}" if pair_keys else
                "an object without it" if isinstance(rec, dict) else type(rec).__name__)
         raise UserError(f"{where}: each line of this channel must be a JSON object with 'document' (a "
                         f"list of sentences), as in {first}; got {got} (a channel holds documents or "
                         f"pairs, not both)")
-    document = rec[KEY]
+    document = rec[DOCUMENT_KEY]
     if type(document) is not list or len(document) < MIN_SENTENCES:
         raise UserError(f"{where}: 'document' must be a list of at least {MIN_SENTENCES} sentences (one "
                         f"sentence and the rest make a pair), got {show_value(document, 80)}")
@@ -206,7 +184,7 @@ def _document(rec: object, where: str, first: str) -> list:
 def _append_ids(flat: FlatIds, sentence: object, where: str, rules: RecordRules, first: str) -> None:
     """Append one sentence of ids, cut to the longer side, after checking it fits both sides."""
     vocab, longest = min(rules.vocab_sizes), max(rules.max_seq_lens)
-    problem = sequence_problem(KEY, sentence, longest, vocab)
+    problem = sequence_problem(DOCUMENT_KEY, sentence, longest, vocab)
     if problem is not None:
         text = problem.message(RECORD_WORDING)
         if isinstance(sentence, str):

@@ -38,6 +38,8 @@ CHUNK_LINES = 16384
 PARALLEL_MIN_BYTES = 32 << 20  # smaller text channels load in-process (starting workers costs ~1 s)
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # labels are kept as float32
 GZIP_MAGIC = b"\x1f\x8b"
+TOKENIZE_BATCH = 16384  # texts per tokenizer call in the line-by-line readers (catalog, documents)
+DOCUMENT_KEY = "document"  # a record of a document channel (object2vec.data.documents)
 # What reading a file can raise besides UnicodeDecodeError: open/IO errors, a bad gzip header or CRC
 # (gzip.BadGzipFile is an OSError), a truncated gzip (EOFError), damaged deflate data (zlib.error).
 READ_ERRORS = (OSError, EOFError, zlib.error)
@@ -210,6 +212,43 @@ class _IdsOf:
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         return self.flat.arrays()
+
+
+class TextTokens:
+    """One side's texts, read line by line, tokenized ``batch`` at a time (the tokenizer is fastest
+    on batches) and kept as flat arrays: what the catalog and document readers share. Each text
+    comes with its place (``file, line N: <what>``), which names it in an error."""
+
+    def __init__(self, encoder: TextEncoder, max_len: int, empty: str, batch: int = TOKENIZE_BATCH
+                 ) -> None:
+        """``empty``: what the message says after the place of a text without a token."""
+        self.encoder, self.max_len, self.empty, self.batch = encoder, max_len, empty, batch
+        self.pending: list[tuple[str, str]] = []  # (place, text) not tokenized yet
+        self.done: list[tuple[np.ndarray, np.ndarray]] = []  # (ids int32, lengths int64) per batch
+
+    def add(self, place: str, text: str) -> None:
+        self.pending.append((place, text))
+        if len(self.pending) >= self.batch:
+            self._tokenize()
+
+    def _tokenize(self) -> None:
+        try:
+            ids, lengths = self.encoder.encode([t for _, t in self.pending], self.max_len)
+        except UnencodableText as exc:
+            raise UserError(f"{self.pending[exc.index][0]} {exc}") from None
+        empty = np.flatnonzero(lengths == 0)
+        if empty.size:
+            raise UserError(f"{self.pending[int(empty[0])][0]} {self.empty}")
+        self.done.append((ids.astype(np.int32), lengths.astype(np.int64)))
+        self.pending.clear()
+
+    def side(self) -> Side:
+        """Every text added, as token sequences (raises for a bad text still pending)."""
+        if self.pending:
+            self._tokenize()
+        ids, lengths = (np.concatenate([np.zeros(0, dtype)] + [d[k] for d in self.done])
+                        for k, dtype in ((0, np.int32), (1, np.int64)))
+        return Side.from_lengths(ids, lengths)
 
 
 class _TextsOf:
@@ -403,8 +442,8 @@ def sniff_text_sides(channel_dir: Path) -> tuple[tuple[bool, bool], str]:
                 return (False, False), place
             if not isinstance(rec, dict):
                 return (False, False), place
-            if isinstance(rec.get("document"), list):
-                text = bool(rec["document"]) and isinstance(rec["document"][0], str)
+            if isinstance(rec.get(DOCUMENT_KEY), list):
+                text = bool(rec[DOCUMENT_KEY]) and isinstance(rec[DOCUMENT_KEY][0], str)
                 return (text, text), place
             return (isinstance(rec.get("in0"), str), isinstance(rec.get("in1"), str)), place
     return (False, False), ""
@@ -421,8 +460,8 @@ def channel_texts(channel_dir: Path, sides: tuple[int, ...]) -> Iterator[str]:
                 rec = json.loads(line)
             except (ValueError, RecursionError):
                 continue
-            if isinstance(rec, dict) and isinstance(rec.get("document"), list):
-                yield from (s for s in rec["document"] if isinstance(s, str))
+            if isinstance(rec, dict) and isinstance(rec.get(DOCUMENT_KEY), list):
+                yield from (s for s in rec[DOCUMENT_KEY] if isinstance(s, str))
             elif isinstance(rec, dict):
                 yield from (rec[k] for k in keys if isinstance(rec.get(k), str))
 
