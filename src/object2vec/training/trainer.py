@@ -134,12 +134,12 @@ class Trainer:
                 found = "no validation channel" if valid is None else f"{positives} in the validation channel"
                 raise UserError("early_stopping_metric=retrieval_mrr ranks each validation pair labelled "
                                 f"1 against the others and needs at least 2 such pairs; found {found}")
-        if isinstance(channels["train"], DocumentData) and not (hp.negative_sampling_rate or
-                                                                 hp.in_batch_softmax_weight):
+        documents = isinstance(channels["train"], DocumentData)
+        if documents and not (hp.negative_sampling_rate or hp.in_batch_softmax_weight):
             raise UserError("the train channel holds documents, whose pairs are all labelled 1: set "
                             "negative_sampling_rate >= 1 or in_batch_softmax_weight > 0 so that the "
                             "model also sees pairs that do not belong together")
-        if hp.pairs_per_document != 1 and not isinstance(channels["train"], DocumentData):
+        if hp.pairs_per_document != 1 and not documents:
             log.warning("pairs_per_document=%d has no effect: the train channel holds pairs, not "
                         "documents", hp.pairs_per_document)
         if hp.mini_batch_size < self.dist.world_size:
