@@ -254,3 +254,30 @@ def fake_conditions(minute: int = 4, load: float = 1.25):
         datetime(2031, 1, 2, 3, minute, tzinfo=timezone.utc), (load, 1.5, 1.75), 60.0 * minute,
         ended=datetime(2031, 1, 2, 3, minute + 5, tzinfo=timezone.utc), load_end=(3.5, 2.25, 2.0),
         seconds=300.0)
+
+
+TINY_WORDS = ("the a of to and in is it news sport film music game team city law court vote party "
+              "market bank price rain storm sun goal match player song album star actor").split()
+
+
+def tiny_transformer(folder: Path, seed: int = 0, layers: int = 2) -> Path:
+    """A tiny randomly initialised BERT written as a Hugging Face model folder (config.json,
+    model.safetensors, tokenizer.json with [CLS] ... [SEP]), as ``save_pretrained`` writes it: the
+    offline stand-in for a pretrained model (hidden size 16, ``layers`` layers, about 60 tokens)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertModel
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab = {token: i for i, token in enumerate(specials + list(TINY_WORDS) + [f"##{c}" for c in "sed"])}
+    tokenizer = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=40)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save(str(folder / "tokenizer.json"))
+    return folder

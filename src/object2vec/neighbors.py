@@ -27,7 +27,7 @@ import torch
 from object2vec.data.catalog import Catalog
 from object2vec.data.records import Side
 from object2vec.errors import UserError
-from object2vec.model.tokens import TOKEN_BUDGET, Tokens
+from object2vec.model.tokens import Tokens
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +50,13 @@ EMBED_BATCH = 1024  # items per forward pass when the catalog is embedded
 def embed_catalog(model: torch.nn.Module, catalog: Catalog, device: torch.device | str = "cpu"
                   ) -> np.ndarray:
     """Every item's embedding by the catalog side's encoder: ``(items, enc_dim)`` float32, batched on
-    ``device`` (at most ``EMBED_BATCH`` items and ``TOKEN_BUDGET`` padded tokens per batch, as
+    ``device`` (at most ``EMBED_BATCH`` items and ``model.token_budget`` padded tokens per batch, as
     serving), with progress in the log about every tenth of a large catalog."""
     tokens, n = catalog.tokens, len(catalog.ids)
     out = np.empty((n, model.config.enc_dim), dtype=np.float32)
     longest = int(np.diff(tokens.offsets).max())
-    start, step, next_report = time.perf_counter(), max(1, min(EMBED_BATCH, TOKEN_BUDGET // longest)), n // 10
+    step = max(1, min(EMBED_BATCH, model.token_budget // longest))
+    start, next_report = time.perf_counter(), n // 10
     model.eval()
     with torch.inference_mode():
         for begin in range(0, n, step):

@@ -21,7 +21,7 @@ from object2vec.model.object2vec import ModelConfig, Object2Vec
 REQUIRED = {"enc0_max_seq_len": "10", "enc0_vocab_size": "100"}
 ENC1_OWN = {"enc1_max_seq_len": "7", "enc1_vocab_size": "50"}  # needed when enc1 is not cloned
 
-NETWORKS = ("hcnn", "bilstm", "pooled_embedding")
+NETWORKS = ("hcnn", "bilstm", "pooled_embedding", "transformer")
 COMPARATORS = ("hadamard", "concat", "abs_diff")
 OPTIMIZERS = ("adadelta", "adagrad", "adam", "sgd", "rmsprop")
 FILENAME = ("filename",)
@@ -75,12 +75,18 @@ DOCUMENTED: dict[str, tuple] = {
     "catalog_ivf_lists": ("int", 0, 0, 1_000_000),
     "catalog_ivf_probe": ("int", 32, 1, 65536),
     "catalog_similarity": ("choice", "cosine", ("cosine", "inner_product")),
+    "transformer_learning_rate": ("float", 2e-5, 1e-8, 1.0),
+    "mixed_precision": ("choice", "auto", ("auto", "off", "bf16", "fp16")),
+    "gradient_accumulation_steps": ("int", 1, 1, 1024),
     **{f"enc{side}_{key}": spec for side in (0, 1) for key, spec in (
         ("pooling", ("choice", "mean", ("mean", "sum"))),
         ("activation", ("choice", "linear", ("linear", "sigmoid", "tanh", "relu"))),
         ("tokenizer", ("choice", "wordpiece", ("wordpiece", "bpe", "unigram", "wordlevel"))),
         ("lowercase", ("bool", True, ("True", "False"))),
-        ("tokenizer_file", ("filename", "", FILENAME)))},
+        ("tokenizer_file", ("filename", "", FILENAME)),
+        ("pretrained_model", ("filename", "", FILENAME)),
+        ("transformer_pooling", ("choice", "mean", ("mean", "cls"))),
+        ("frozen_layers", ("int", 0, 0, 100)))},
 }
 
 
@@ -98,10 +104,20 @@ def context_for(key: str, value: str) -> dict:
     """Other keys a value needs to be valid on its own (enc1 not cloned needs its own sizes;
     token weights weight a pooled_embedding encoder's mean)."""
     if key == "token_weighting" or key.startswith("enc0_") and key.endswith(("_pooling",
-                                                                            "_activation")):
+                                                                            "_activation")) \
+            and "transformer" not in key:
         return {"enc0_network": "pooled_embedding"}
-    if key.startswith("enc1_") and key.endswith(("_pooling", "_activation")):
+    if key.startswith("enc1_") and key.endswith(("_pooling", "_activation")) and "transformer" not in key:
         return {**ENC1_OWN, "enc1_network": "pooled_embedding"}
+    side = key[3]
+    if key.endswith(("_pretrained_model", "_transformer_pooling", "_frozen_layers")) or (
+            key.endswith("_network") and value.strip('" ').lower() == "transformer"):
+        if key.endswith("_pretrained_model") and not value.strip('" '):
+            return {}  # '' is the default: no folder, no transformer
+        own = {"enc1_max_seq_len": "7"} if side == "1" else {}
+        folder = {} if key.endswith("_pretrained_model") else {f"enc{side}_pretrained_model": "m"}
+        network = {} if key.endswith("_network") else {f"enc{side}_network": "transformer"}
+        return {**own, **folder, **network}
     return dict(ENC1_OWN) if key == "enc1_network" and value.strip('" ').lower() != "enc0" else {}
 
 
@@ -560,9 +576,10 @@ def test_a_number_past_the_int_string_limit_is_rejected_for_every_key(key):
 
 @pytest.mark.parametrize("raw,line", [
     ({"optimizer": "lbfgs"}, "optimizer='lbfgs': must be one of adadelta, adagrad, adam, sgd, rmsprop"),
-    ({"enc0_network": "cnn"}, "enc0_network='cnn': must be one of hcnn, bilstm, pooled_embedding"),
+    ({"enc0_network": "cnn"}, "enc0_network='cnn': must be one of hcnn, bilstm, pooled_embedding, "
+                              "transformer"),
     ({"enc1_network": "cnn"},
-     "enc1_network='cnn': must be one of hcnn, bilstm, pooled_embedding, enc0"),
+     "enc1_network='cnn': must be one of hcnn, bilstm, pooled_embedding, transformer, enc0"),
     ({"comparator_list": "dot"}, ("comparator_list='dot': must be a comma-separated, "
                                   "non-repeating subset of hadamard, concat, abs_diff")),
     ({"token_embedding_storage_type": "row_sparse", "optimizer": "rmsprop"},

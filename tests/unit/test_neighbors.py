@@ -131,6 +131,6 @@ def test_the_catalog_is_embedded_within_the_serving_token_budget(monkeypatch, de
     original = model.encode
     monkeypatch.setattr(model, "encode",
                         lambda side, tokens: sizes.append(len(tokens)) or original(side, tokens))
-    monkeypatch.setattr("object2vec.neighbors.TOKEN_BUDGET", 400)  # 10 items of the longest, 40
+    monkeypatch.setattr("object2vec.model.object2vec.TOKEN_BUDGET", 400)  # 10 items of the longest, 40
     assert np.allclose(embed_catalog(model, catalog, device), whole, **tolerance(device, 1e-5, 1e-6))
     assert max(sizes) == 10 and sum(sizes) == 50

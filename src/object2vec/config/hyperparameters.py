@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from object2vec.errors import UserError
-from object2vec.model.config import POOLED, EncoderConfig
+from object2vec.model.config import POOLED, TRANSFORMER, EncoderConfig
 from object2vec.registry import Registry
 from object2vec.setting import Setting, declared, setting
 
@@ -153,6 +153,16 @@ class Hyperparameters:
     pairs_per_document: int = setting("int", 1, 1, 1000,
                                       help="extension: (sentence, rest) pairs drawn from each "
                                            "document of a document train channel per epoch")
+    # Transformer encoders (extension; read only when an encoder is encN_network=transformer).
+    transformer_learning_rate: float = setting("float", 2e-5, 1e-8, 1.0,
+                                               help="extension: step size of the transformer "
+                                                    "encoders' parameters (their token tables too)")
+    mixed_precision: str = setting("choice", "auto", options=("auto", "off", "bf16", "fp16"),
+                                   help="extension: autocast on CUDA; auto: bf16 on GPUs that support "
+                                        "it when an encoder is a transformer, else off")
+    gradient_accumulation_steps: int = setting("int", 1, 1, 1024,
+                                               help="extension: micro-batches per optimizer step; "
+                                                    "in-batch negatives come from each micro-batch")
     # The catalog channel's index (extension; used only when the job has a catalog channel).
     catalog_index: str = setting("choice", "auto", options=("auto", "flat", "ivf"),
                                  help="extension: flat (exact), ivf (approximate), auto: flat up to "
@@ -371,7 +381,7 @@ def parse_hyperparameters(raw: Mapping[str, Any], saved: bool = False) -> Hyperp
             problems.append(f"{key}={_shown(raw[key])}: unknown hyperparameter{hint}")
     for key, spec in SPECS.items():
         if key not in values and key not in raw:
-            if spec.required:
+            if spec.required and not _from_model_folder(key, values):
                 problems.append(f"{key}: required, must be {spec.allowed()}")
             values[key] = spec.default
     if not problems:
@@ -406,12 +416,50 @@ def _warn_token_dim_overridden(hp: Hyperparameters, raw: Mapping[str, Any]) -> N
                         side, hp.enc_dim, declared, hp.enc_dim)
 
 
+FROM_MODEL_FOLDER = ("vocab_size",)  # what a transformer side's model folder says (its tokenizer's size)
+
+
+def _from_model_folder(key: str, v: dict[str, Any]) -> bool:
+    """Whether ``key`` is a transformer side's ``encN_vocab_size``: the model folder gives it."""
+    match = re.fullmatch(r"enc([01])_(\w+)", key)
+    if not match or match[2] not in FROM_MODEL_FOLDER:
+        return False
+    side = 0 if match[1] == "1" and v.get("enc1_network") == CLONE else int(match[1])
+    return v.get(f"enc{side}_network") == TRANSFORMER
+
+
+def _transformer_problems(v: dict[str, Any]) -> list[str]:
+    """A transformer side reads its model folder and nothing else; its settings that cannot apply."""
+    problems = []
+    for side in SIDES:
+        if v[f"enc{side}_network"] != TRANSFORMER:
+            continue
+        if not v[f"enc{side}_pretrained_model"]:
+            problems.append(f"enc{side}_pretrained_model: required when enc{side}_network=transformer, "
+                            f"must be the name of a model folder in the auxiliary channel")
+        for name in ("vocab_file", "pretrained_embedding_file", "tokenizer_file"):
+            if v[f"enc{side}_{name}"]:
+                problems.append(f"enc{side}_{name}={v[f'enc{side}_{name}']!r}: a transformer encoder "
+                                f"brings its own tokenizer and token embeddings (enc{side}_pretrained_model)")
+    one = [v["enc0_network"], v["enc0_network"] if v["enc1_network"] == CLONE else v["enc1_network"]]
+    if v["tied_token_embedding_weight"] and TRANSFORMER in one and v["enc1_network"] != CLONE:
+        problems.append("tied_token_embedding_weight=True with a transformer encoder shares one "
+                        "transformer between the sides: set enc1_network=enc0")
+    if TRANSFORMER in one and v["token_embedding_storage_type"] == "row_sparse":
+        problems.append("token_embedding_storage_type=row_sparse: a transformer's token table trains "
+                        "with its layers, densely")
+    if v["gradient_accumulation_steps"] > 1 and v["token_embedding_storage_type"] == "row_sparse":
+        problems.append(f"gradient_accumulation_steps={v['gradient_accumulation_steps']}: row_sparse "
+                        f"tables update every micro-batch; use token_embedding_storage_type=dense")
+    return problems
+
+
 def _cross_key_problems(v: dict[str, Any]) -> list[str]:
     """Rules that involve several keys; run only when every key parsed on its own."""
-    problems = []
+    problems = _transformer_problems(v)
     if v["enc1_network"] != CLONE:  # what enc0 requires, an enc1 of its own requires too
         for key in (f"enc1_{name}" for name, spec in ENCODER_SETTINGS.items() if spec.required):
-            if v[key] is None:
+            if v[key] is None and not _from_model_folder(key, v):
                 problems.append(f"{key}: required when enc1_network={v['enc1_network']} "
                                 f"(it is only taken from enc0 when enc1_network=enc0), must be "
                                 f"{SPECS[key].allowed()}")

@@ -39,14 +39,15 @@ class PretrainedStats:
     lines: int
 
 
-def resolve_aux_file(aux_dir: Path, name: str, key: str) -> Path:
-    """The file ``name`` inside the auxiliary channel; it must exist and, like every channel's
-    files, may not be a link leading out of the channel."""
+def resolve_aux_file(aux_dir: Path, name: str, key: str, folder: bool = False) -> Path:
+    """The file (or with ``folder``, the folder) ``name`` inside the auxiliary channel; it must exist
+    and, like every channel's files, may not be a link leading out of the channel."""
     # The hyperparameter check allows only plain file names (no '/', no '..'): only a link can
     # lead elsewhere, and the data channels' rule decides.
     path = resolve_in_channel(aux_dir, aux_dir / name, f"{key}={name!r}")
-    if not path.is_file():
-        raise UserError(f"{key}={name!r}: file not found in the auxiliary channel ({aux_dir})")
+    if not (path.is_dir() if folder else path.is_file()):
+        raise UserError(f"{key}={name!r}: {'folder' if folder else 'file'} not found in the auxiliary "
+                        f"channel ({aux_dir})")
     return path
 
 

@@ -36,6 +36,12 @@ class Batch:
     def to(self, device: torch.device | str) -> Batch:
         return Batch(self.in0.to(device), self.in1.to(device), self.labels.to(device, non_blocking=True))
 
+    def split(self, parts: int) -> list[Batch]:
+        """``parts`` consecutive micro-batches of nearly equal size (fewer if the batch is smaller)."""
+        bounds = np.linspace(0, len(self), min(parts, len(self)) + 1).round().astype(int)
+        return [Batch(self.in0.slice(a, b), self.in1.slice(a, b), self.labels[a:b])
+                for a, b in zip(bounds[:-1], bounds[1:])]
+
 
 def gather_tokens(side: Side, idx: np.ndarray) -> Tokens:
     """Sequences ``idx`` of ``side`` as a flat :class:`Tokens` batch, without a Python loop."""

@@ -70,8 +70,9 @@ def text_sides(hp: Hyperparameters, train_dir: Path) -> TextSides:
 
 
 def build_text_encoders(hp: Hyperparameters, sides: TextSides, train_dir: Path,
-                        aux_dir: Path | None) -> Encoders:
-    """Each text side's tokenizer (None for a side of ids); a shared one is one object.
+                        aux_dir: Path | None, given: Encoders = (None, None)) -> Encoders:
+    """Each text side's tokenizer (None for a side of ids); a shared one is one object. ``given``:
+    a side's tokenizer that is already decided (a transformer's, from its model folder).
 
     Raises:
         UserError: a tokenizer file that is missing or unreadable, or whose vocabulary is larger
@@ -83,6 +84,9 @@ def build_text_encoders(hp: Hyperparameters, sides: TextSides, train_dir: Path,
             continue
         if side == 1 and sides.shared(hp):
             encoders[1] = encoders[0]
+            continue
+        if given[side] is not None:
+            encoders[side] = given[side]
             continue
         encoders[side] = _encoder(hp, side, (0, 1) if sides.shared(hp) else (side,), train_dir, aux_dir)
     return encoders[0], encoders[1]

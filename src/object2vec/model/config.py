@@ -31,6 +31,8 @@ def _tokenizers() -> Registry:
 
 POOLED = "pooled_embedding"
 POOLS = "pools token embeddings"
+TRANSFORMER = "transformer"
+READS_FOLDER = "reads a pretrained model folder"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,17 @@ class EncoderConfig:
                                                   "accents before tokenizing")
     tokenizer_file: str = setting("filename", "", help="extension, text inputs: a tokenizer.json in "
                                                        "the auxiliary channel, used as is")
+    # A pretrained transformer (encN_network=transformer; object2vec.model.transformer).
+    pretrained_model: str = setting("filename", "", network=TRANSFORMER, does=READS_FOLDER,
+                                    help="extension, transformer: the Hugging Face model folder "
+                                         "(config.json, model.safetensors, tokenizer.json) in the "
+                                         "auxiliary channel")
+    transformer_pooling: str = setting("choice", "mean", options=("mean", "cls"), network=TRANSFORMER,
+                                       does=READS_FOLDER, help="extension, transformer: mean over the "
+                                                               "real tokens, or the first token")
+    frozen_layers: int = setting("int", 0, 0, 100, network=TRANSFORMER, does=READS_FOLDER,
+                                 help="extension, transformer: the lowest layers kept fixed (1 or "
+                                      "more also fixes the embeddings)")
 
 
 @dataclass(frozen=True)
@@ -84,15 +97,19 @@ class ModelConfig:
     tied: bool = False
     sparse: bool = False
     token_weighting: str = "none"  # "idf": every table carries per-token pooling weights
+    # per side, a transformer encoder's architecture (object2vec.model.transformer.TransformerSpec)
+    transformers: tuple[Any, Any] = (None, None)
 
     @classmethod
-    def from_hyperparameters(cls, hp: Any) -> ModelConfig:
+    def from_hyperparameters(cls, hp: Any, transformers: tuple[Any, Any] = (None, None)) -> ModelConfig:
         """From ``object2vec.config.hyperparameters.Hyperparameters`` (not imported: the model does
         not depend on the parser). A field named like a hyperparameter takes its value; the
-        others are derived here."""
+        others are derived here. ``transformers``: each transformer side's ``TransformerSpec``
+        (read from its model folder)."""
         derived = {"enc0": hp.encoder(0), "enc1": hp.encoder(1), "comparators": hp.comparator_list,
                    "num_outputs": hp.num_outputs, "tied": hp.tied_token_embedding_weight,
-                   "sparse": hp.token_embedding_storage_type == "row_sparse"}
+                   "sparse": hp.token_embedding_storage_type == "row_sparse",
+                   "transformers": tuple(transformers)}
         return cls(**{f.name: derived[f.name] if f.name in derived else getattr(hp, f.name)
                       for f in dataclasses.fields(cls)})
 

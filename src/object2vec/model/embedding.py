@@ -46,6 +46,10 @@ class _Lookup:
         """Embeddings of ``ids`` of any shape: ``(*ids.shape, dim)``."""
         return F.embedding(ids, self.matrix)
 
+    def rows_of(self, table_ids: torch.Tensor) -> torch.Tensor:
+        """Where the table's rows ``table_ids`` are in ``matrix`` (the ids a batch's tokens use)."""
+        return table_ids
+
 
 class TokenEmbedding(nn.Module, _Lookup):
     """A ``(vocab_size, dim)`` table. ``sparse=True`` (row_sparse) means its rows are updated lazily by
@@ -91,3 +95,8 @@ class EmbeddingRows(_Lookup):
     matrix: torch.Tensor  # (U, dim)
     ids: torch.Tensor  # (U,) int64 row ids in the table, sorted
     pool_weight: torch.Tensor | None = None  # (U,) the rows' pooling weights, if the table has them
+
+    def rows_of(self, table_ids: torch.Tensor) -> torch.Tensor:
+        """Positions of the table's rows ``table_ids`` in this view (they must be in it: the
+        gathering adds the ids a model always reads, ``Object2Vec.always_read``)."""
+        return torch.searchsorted(self.ids, table_ids)

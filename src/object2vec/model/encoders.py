@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from object2vec.model.config import EncoderConfig
 from object2vec.model.embedding import EmbeddingRows, TokenEmbedding
 from object2vec.model.tokens import Tokens
+from object2vec.model.transformer import TRANSFORMER, TransformerEncoder, TransformerSpec
 from object2vec.registry import Registry
 
 Table = TokenEmbedding | EmbeddingRows  # a whole table (inference) or one batch's rows (training)
@@ -104,6 +105,13 @@ class PooledEmbeddingEncoder(nn.Module):
         return self.activation(pooled)
 
 
-def build_encoder(cfg: EncoderConfig, enc_dim: int) -> nn.Module:
-    """The encoder named by ``cfg.network``."""
+ENCODERS.register(TRANSFORMER)(TransformerEncoder)
+
+
+def build_encoder(cfg: EncoderConfig, enc_dim: int, spec: TransformerSpec | None = None) -> nn.Module:
+    """The encoder named by ``cfg.network`` (a transformer is built from its ``spec``)."""
+    if cfg.network == TRANSFORMER:
+        if spec is None:
+            raise ValueError("a transformer encoder needs its TransformerSpec (read from its model folder)")
+        return TransformerEncoder(cfg, enc_dim, spec)
     return ENCODERS.get(cfg.network)(cfg, enc_dim)

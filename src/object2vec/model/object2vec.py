@@ -18,7 +18,9 @@ from object2vec.model.comparator import Comparator
 from object2vec.model.config import ModelConfig
 from object2vec.model.embedding import EmbeddingRows, TokenEmbedding
 from object2vec.model.encoders import ACTIVATIONS, build_encoder
-from object2vec.model.tokens import Tokens
+from object2vec.model.tokens import TOKEN_BUDGET, Tokens
+
+TRANSFORMER_TOKEN_BUDGET = 1 << 14
 
 
 class Object2Vec(nn.Module):
@@ -29,11 +31,18 @@ class Object2Vec(nn.Module):
         self.config = config
         sides = (0,) if config.tied else (0, 1)
         # One table when tied (both encoders read embeddings[0]); otherwise one per side.
+        # a transformer side's table is its word embeddings: (vocab_size, hidden_size)
+        dims = [cfg.token_embedding_dim if spec is None else spec.hidden_size
+                for cfg, spec in zip((config.enc0, config.enc1), config.transformers)]
         self.embeddings = nn.ModuleList(
-            TokenEmbedding(config.encoder(s).vocab_size, config.encoder(s).token_embedding_dim,
-                           sparse=config.sparse, weighted=config.token_weighting != "none")
+            TokenEmbedding(config.encoder(s).vocab_size, dims[s], sparse=config.sparse,
+                           weighted=config.token_weighting != "none")
             for s in sides)
-        self.encoders = nn.ModuleList(build_encoder(config.encoder(s), config.enc_dim) for s in (0, 1))
+        enc0 = build_encoder(config.encoder(0), config.enc_dim, config.transformers[0])
+        # tied transformers are one encoder (a siamese bi-encoder): one table, one set of layers
+        shared = config.tied and config.transformers[0] is not None
+        enc1 = enc0 if shared else build_encoder(config.encoder(1), config.enc_dim, config.transformers[1])
+        self.encoders = nn.ModuleList([enc0, enc1])
         self.dropout = nn.Dropout(config.dropout)
         self.comparator = Comparator(config.comparators, config.enc_dim)
         layers: list[nn.Module] = []
@@ -52,6 +61,21 @@ class Object2Vec(nn.Module):
     def embedding(self, side: int) -> TokenEmbedding:
         """The token table encoder ``side`` reads (the same object for both sides when tied)."""
         return self.embeddings[self.table_index(side)]
+
+    @property
+    def token_budget(self) -> int:
+        """Padded tokens one inference forward may take (serving, catalog and evaluation batches):
+        a transformer's attention is quadratic in the length, so it gets a smaller budget."""
+        transformer = any(s is not None for s in self.config.transformers)
+        return TRANSFORMER_TOKEN_BUDGET if transformer else TOKEN_BUDGET
+
+    def always_read(self, table: int) -> torch.Tensor:
+        """Ids of table ``table`` that every forward reads besides the batch's tokens ``(k,)``: the
+        special tokens of the transformer encoders that read it (none for the other encoders)."""
+        ids = [enc.special_ids() for s, enc in enumerate(self.encoders)
+               if self.table_index(s) == table and hasattr(enc, "special_ids")]
+        return torch.cat(ids) if ids else torch.zeros(0, dtype=torch.int64,
+                                                      device=self.embeddings[table].weight.device)
 
     def encode(self, side: int, tokens: Tokens) -> torch.Tensor:
         """Embed one side's sequences: ``(B, enc_dim)``, reading the whole table (inference)."""

@@ -46,6 +46,12 @@ class Tokens:
         return Tokens(self.ids.to(device, non_blocking=True), self.offsets.to(device, non_blocking=True),
                       self.lengths.to(device, non_blocking=True))
 
+    def slice(self, start: int, stop: int) -> Tokens:
+        """Sequences ``start`` to ``stop - 1`` (a micro-batch), sharing ``ids``."""
+        first = int(self.offsets[start]) if stop > start else 0
+        end = int(self.offsets[stop - 1] + self.lengths[stop - 1]) if stop > start else 0
+        return Tokens(self.ids[first:end], self.offsets[start:stop] - first, self.lengths[start:stop])
+
     def padded(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(ids (B, T), mask (B, T) bool)`` with ``T = max(lengths)``; padded slots hold id 0, mask
         False."""

@@ -23,7 +23,7 @@ import torch
 
 from object2vec.artifact import LoadedModel, load_artifact
 from object2vec.errors import UserError
-from object2vec.model.tokens import TOKEN_BUDGET, Tokens
+from object2vec.model.tokens import Tokens
 from object2vec.sequences import SequenceProblem, Wording, flat_ids, id_problem, shape_problem
 from object2vec.text import UnencodableText
 
@@ -323,7 +323,7 @@ class Predictor:
         assert group.flat is not None, "_check_ids converts every group first"
         begins = [np.cumsum(lengths) - lengths for _, lengths in group.flat]
         longest = max(int(lengths.max()) for _, lengths in group.flat)
-        step = max(1, min(self.batch_size, TOKEN_BUDGET // longest))
+        step = max(1, min(self.batch_size, self.model.token_budget // longest))
         for start in range(0, len(group.positions), step):
             batch = [_batch(ids, lengths, begin, start, start + step).to(self.device)
                      for (ids, lengths), begin in zip(group.flat, begins)]

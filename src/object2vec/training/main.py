@@ -27,6 +27,7 @@ from object2vec.artifact import save_artifact
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
 from object2vec.data.catalog import Catalog, load_catalog
 from object2vec.data.documents import DocumentData, fixed_pairs, is_document_channel, load_documents
+from object2vec.data.pretrained_model import ModelFolder, resolve_transformers, specs
 from object2vec.data.records import Encoders, PairData, RecordRules, load_channel
 from object2vec.data.text_inputs import TextSides, build_text_encoders, text_sides
 from object2vec.errors import UserError
@@ -109,11 +110,11 @@ def load_channels(paths: SageMakerPaths, rules: RecordRules, names: list[str],
     return channels
 
 
-def check_memory(hp: Hyperparameters, dist: DistEnv) -> None:
+def check_memory(hp: Hyperparameters, dist: DistEnv, transformers: tuple = (None, None)) -> None:
     """Fail with a :class:`UserError` before the model is built if it cannot fit: in the GPU's free
     memory, or in the host's for every process of this host (each holds its own model; on a GPU
     the model is still built on the host first). Runs on every rank before any builds anything."""
-    estimate = estimate_training_memory(hp, distributed=dist.distributed)
+    estimate = estimate_training_memory(hp, distributed=dist.distributed, transformers=transformers)
     host = host_available()
     if dist.device.type == "cuda":
         check_fits(estimate, device_available(dist.device))
@@ -144,11 +145,13 @@ def data_digest(paths: SageMakerPaths, names: list[str], dist: DistEnv
 
 
 def prepare_text(paths: SageMakerPaths, hp: Hyperparameters, digest: dict[str, list[str]] | None,
-                 dist: DistEnv) -> tuple[TextSides, Encoders]:
+                 dist: DistEnv, folders: tuple[ModelFolder | None, ModelFolder | None] = (None, None)
+                 ) -> tuple[TextSides, Encoders]:
     """The job's text sides and their tokenizers. Global rank 0 makes them (training a tokenizer is
     not deterministic: the library counts in hash maps) and every rank gets its JSON. A job with
     checkpoints keeps them beside the checkpoint, with the fingerprint of the hyperparameters and
-    data, so that a resumed job tokenizes exactly as the checkpoint's weights were trained."""
+    data, so that a resumed job tokenizes exactly as the checkpoint's weights were trained. A
+    transformer side's tokenizer is its model folder's (``folders``)."""
     sides = _agreed(dist, lambda: text_sides(hp, paths.channel_dir("train")))
     if not sides.any():
         return sides, (None, None)
@@ -166,7 +169,8 @@ def prepare_text(paths: SageMakerPaths, hp: Hyperparameters, digest: dict[str, l
             log.info("tokenizers from %s (same hyperparameters and data)", saved)
             return kept["tokenizers"]
         aux = paths.channel_dir("auxiliary")
-        encoders = build_text_encoders(hp, sides, paths.channel_dir("train"), aux if aux.is_dir() else None)
+        encoders = build_text_encoders(hp, sides, paths.channel_dir("train"), aux if aux.is_dir() else None,
+                                       tuple(None if f is None else f.tokenizer for f in folders))
         texts = [e.to_json() if e is not None else None for e in encoders]
         if saved is not None:
             tmp = saved.with_suffix(".tmp")
@@ -223,11 +227,14 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
     def setup():
         hp = parse_hyperparameters(read_hyperparameters(paths))
         input_config = read_input_data_config(paths)
-        return hp, input_config, check_channels(paths, input_config)
+        names = check_channels(paths, input_config)
+        aux = paths.channel_dir("auxiliary")
+        hp, folders = resolve_transformers(hp, aux if aux.is_dir() else None)  # encN_network=transformer
+        return hp, folders, input_config, names
 
-    hp, input_config, names = _agreed(dist, setup)
+    hp, folders, input_config, names = _agreed(dist, setup)
     digest = data_digest(paths, names, dist)
-    sides, encoders = prepare_text(paths, hp, digest, dist)
+    sides, encoders = prepare_text(paths, hp, digest, dist, folders)
 
     def load():
         # text is tokenized on this process's share of the host's cores
@@ -238,7 +245,7 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
         if dist.is_main and paths.channel_dir("catalog").is_dir():  # checked now, embedded at the end
             catalog = load_catalog(paths.channel_dir("catalog"), rules)
             log.info("channel catalog: %d items (in%d)", len(catalog.ids), catalog.side)
-        check_memory(hp, dist)  # after the data is in memory, before the model is
+        check_memory(hp, dist, specs(folders))  # after the data is in memory, before the model is
         return channels, catalog
 
     channels, catalog = _agreed(dist, load)
@@ -256,7 +263,7 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
 
     trainer = _agreed(dist, lambda: Trainer(
         hp, channels, metrics, device=dist.device, auxiliary_dir=paths.channel_dir("auxiliary"),
-        text=encoders,
+        text=encoders, pretrained=folders,
         dist=dist, sharded=sharded, checkpoint_dir=paths.checkpoint_dir, data_digest=digest,
         stop_requested=stop_requested, on_epoch_end=report))
     trainer.resume()
@@ -267,7 +274,8 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
         index = catalog_index(trainer.model, catalog, hp, dist.device) if catalog else None
         save_artifact(paths.model_dir, trainer.model, hp,
                       metadata={"best_epoch": result.best_epoch, "test": result.test}, text=encoders,
-                      catalog=index)
+                      catalog=index,
+                      transformer_tokenizers=tuple(None if f is None else f.tokenizer for f in folders))
         write_report(paths.output_data_dir, summary(result, finished=True))
         log.info("model written to %s", paths.model_dir)
     return result

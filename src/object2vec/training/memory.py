@@ -93,12 +93,12 @@ def _count(tensors: Iterable[torch.Tensor]) -> int:
     return sum(t.numel() for t in tensors)
 
 
-def model_parts(hp: Hyperparameters) -> list[Part]:
+def model_parts(hp: Hyperparameters, transformers: tuple = (None, None)) -> list[Part]:
     """The model's blocks, counted on the model itself built on PyTorch's ``meta`` device, which
     gives every parameter its shape but allocates no storage (so no second copy of the
     architecture's arithmetic to keep in step with ``object2vec.model``)."""
     with torch.device("meta"):
-        model = Object2Vec(ModelConfig.from_hyperparameters(hp))
+        model = Object2Vec(ModelConfig.from_hyperparameters(hp, transformers))
     tied = hp.tied_token_embedding_weight
     lazy = hp.token_embedding_storage_type == "row_sparse"
     parts = []
@@ -116,9 +116,11 @@ def model_parts(hp: Hyperparameters) -> list[Part]:
     return parts
 
 
-def estimate_training_memory(hp: Hyperparameters, distributed: bool = False) -> MemoryEstimate:
-    """Bytes one training process holds at once for ``hp`` (see the module docstring)."""
-    parts = tuple(model_parts(hp))
+def estimate_training_memory(hp: Hyperparameters, distributed: bool = False,
+                             transformers: tuple = (None, None)) -> MemoryEstimate:
+    """Bytes one training process holds at once for ``hp`` (see the module docstring); a
+    transformer side's architecture is its ``TransformerSpec`` in ``transformers``."""
+    parts = tuple(model_parts(hp, transformers))
     weights = BYTES * sum(p.values + p.buffers for p in parts)
     dense = BYTES * sum(p.values for p in parts if p.trainable and not p.lazy)
     lazy = BYTES * sum(p.values for p in parts if p.trainable and p.lazy)

@@ -21,8 +21,14 @@ OPTIMIZERS.register("sgd")(lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_de
 OPTIMIZERS.register("rmsprop")(lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd))
 
 
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float
+def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
+                    pretrained: Iterable[nn.Parameter] = (), pretrained_lr: float = 0.0
                     ) -> torch.optim.Optimizer | None:
-    """The dense optimizer over every parameter that takes a gradient (None if there is none)."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return OPTIMIZERS.get(name)(params, lr, weight_decay) if params else None
+    """The dense optimizer over every parameter that takes a gradient (None if there is none);
+    the ``pretrained`` ones (a transformer's) form a second group that steps at ``pretrained_lr``."""
+    slow = {id(p) for p in pretrained if p.requires_grad}
+    params = [p for p in model.parameters() if p.requires_grad and id(p) not in slow]
+    groups = [{"params": params}] if params else []
+    if slow:
+        groups.append({"params": [p for p in model.parameters() if id(p) in slow], "lr": pretrained_lr})
+    return OPTIMIZERS.get(name)(groups, lr, weight_decay) if groups else None

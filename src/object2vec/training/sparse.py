@@ -68,13 +68,15 @@ def table_rows(table: TokenEmbedding, unique_ids: torch.Tensor) -> EmbeddingRows
     return EmbeddingRows(rows, unique_ids, weight)
 
 
-def remap_tables(tables: list[TokenEmbedding], reads: list[tuple[int, Tokens]]
+def remap_tables(tables: list[TokenEmbedding], reads: list[tuple[int, Tokens]],
+                 always: list[torch.Tensor] | None = None
                  ) -> tuple[list[EmbeddingRows | None], list[Tokens]]:
     """Gather the rows each table needs for this batch.
 
     Args:
         tables: the model's token tables.
         reads: ``(table index, tokens)`` for each side, in side order.
+        always: per table, ids gathered whatever the batch holds (a transformer's special tokens).
 
     Returns:
         One :class:`EmbeddingRows` per table (None if unread) and each side's tokens remapped to it.
@@ -85,7 +87,8 @@ def remap_tables(tables: list[TokenEmbedding], reads: list[tuple[int, Tokens]]
         sides = [i for i, (ti, _) in enumerate(reads) if ti == t]
         if not sides:
             continue
-        ids = torch.cat([reads[i][1].ids for i in sides])  # (N0 + N1,)
+        extra = [always[t]] if always is not None and len(always[t]) else []
+        ids = torch.cat([reads[i][1].ids for i in sides] + extra)  # (N0 + N1 [+ extra],)
         unique, inverse = torch.unique(ids, sorted=True, return_inverse=True)
         views[t] = table_rows(table, unique)
         start = 0
@@ -100,7 +103,8 @@ def remap_tables(tables: list[TokenEmbedding], reads: list[tuple[int, Tokens]]
 def gather_rows(model: Object2Vec, in0: Tokens, in1: Tokens) -> BatchRows:
     """The rows of ``model``'s tables that the batch ``(in0, in1)`` reads (see the module docstring)."""
     views, (t0, t1) = remap_tables(list(model.embeddings),
-                                   [(model.table_index(0), in0), (model.table_index(1), in1)])
+                                   [(model.table_index(0), in0), (model.table_index(1), in1)],
+                                   [model.always_read(t) for t in range(len(model.embeddings))])
     return BatchRows(views, t0, t1)
 
 

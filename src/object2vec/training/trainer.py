@@ -15,6 +15,7 @@ differ per host; their global batch is then cut from the host's records and shar
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -32,10 +33,12 @@ from object2vec.config.hyperparameters import SPECS, Hyperparameters
 from object2vec.data.auxiliary import apply_pretrained
 from object2vec.data.batching import Batch, EpochSampler, records_plan, sequential_plan
 from object2vec.data.documents import DocumentData
+from object2vec.data.pretrained_model import ModelFolder, load_transformer_weights, read_weights, specs
 from object2vec.data.records import Encoders, PairData, Side
 from object2vec.errors import UserError
 from object2vec.model.embedding import EmbeddingRows
 from object2vec.model.object2vec import ModelConfig, Object2Vec
+from object2vec.model.transformer import TransformerEncoder
 from object2vec.training.checkpoint import (
     CHECKPOINT_FILE,
     CHECKPOINT_VERSION,
@@ -112,11 +115,13 @@ class Trainer:
                  data_digest: dict[str, list[str]] | None = None,
                  stop_requested: Callable[[], bool] = lambda: False,
                  on_epoch_end: Callable[[TrainResult], None] = lambda result: None,
-                 text: Encoders = (None, None)) -> None:
+                 text: Encoders = (None, None),
+                 pretrained: tuple[ModelFolder | None, ModelFolder | None] = (None, None)) -> None:
         """``channels``: records; the train channel may be documents (pairs drawn every epoch).
         ``data_digest``: the job's data (``object2vec.training.checkpoint.combine_digests``),
         kept in every checkpoint's fingerprint beside the hyperparameters. ``text``: the tokenizer
-        of each text side (its vocabulary places pretrained vectors by token)."""
+        of each text side (its vocabulary places pretrained vectors by token). ``pretrained``: each
+        transformer side's model folder (``object2vec.data.pretrained_model.resolve_transformers``)."""
         if "train" not in channels:
             raise UserError("the 'train' channel is required")
         self.hp, self.channels, self.metrics = hp, channels, metrics
@@ -146,10 +151,11 @@ class Trainer:
             raise UserError(f"mini_batch_size={hp.mini_batch_size} is the global batch and must be at "
                             f"least the number of processes ({self.dist.world_size})")
         torch.manual_seed(seed)
-        self.model = Object2Vec(ModelConfig.from_hyperparameters(hp))
+        self.model = Object2Vec(ModelConfig.from_hyperparameters(hp, specs(pretrained)))
         tables = 1 if hp.tied_token_embedding_weight else 2  # a tied table is enc0's
         apply_pretrained(list(self.model.embeddings), [hp.enc0, hp.enc1][:tables], auxiliary_dir,
                          list(text[:tables]))
+        self._load_transformers(pretrained)
         part, parts = self._share("train")
         group_batch = hp.mini_batch_size * parts // self.dist.world_size  # this data group's batch
         self.sampler = EpochSampler(channels["train"], group_batch, hp.negative_sampling_rate,
@@ -157,7 +163,16 @@ class Trainer:
         if hp.token_weighting == "idf":  # documents: from the first epoch's pairs
             self._set_idf_weights(self.sampler.records(0), "train" in sharded)
         self.model.to(self.device)
-        self.optimizer = build_optimizer(self.model, hp.optimizer, hp.learning_rate, hp.weight_decay)
+        self.optimizer = build_optimizer(self.model, hp.optimizer, hp.learning_rate, hp.weight_decay,
+                                         self._pretrained_parameters(), hp.transformer_learning_rate)
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        transformer = any(isinstance(e, TransformerEncoder) for e in self.model.encoders)
+        # a transformer's attention grows with the square of the length: bound an evaluation
+        # batch's padded tokens, as serving does (Object2Vec.token_budget)
+        longest = max(hp.enc0.max_seq_len, hp.enc1.max_seq_len or hp.enc0.max_seq_len) + 2
+        self.eval_batch = (max(1, min(EVAL_BATCH_SIZE, self.model.token_budget // longest))
+                           if transformer else EVAL_BATCH_SIZE)
         # row_sparse: the tables take no autograd gradient; the lazy optimizer updates their rows
         self.lazy_optimizer = (LazyRowOptimizer([t.weight for t in self.model.embeddings],
                                                 hp.optimizer, hp.learning_rate, hp.weight_decay)
@@ -172,6 +187,59 @@ class Trainer:
         self.best_state: dict[str, torch.Tensor] | None = None
         self.start_epoch, self.start_batch = 0, 0
         self.partial_totals: dict[str, float] = {}
+
+    def _load_transformers(self, folders: tuple[ModelFolder | None, ModelFolder | None]) -> None:
+        """Load each transformer side's pretrained weights and freeze its lowest layers as asked
+        (``encN_frozen_layers``; 1 or more also fixes its embeddings, token table included)."""
+        for side, folder in enumerate(folders):
+            if folder is None:
+                continue
+            if side == 1 and self.model.encoders[1] is self.model.encoders[0]:
+                log.info("enc1: enc0's transformer (tied_token_embedding_weight=True)")
+                continue
+            where = f"enc{side}_pretrained_model {folder.path.name}"
+            load_transformer_weights(self.model, side, read_weights(folder.weight_files, where), where)
+            cfg, encoder = self.hp.encoder(side), self.model.encoders[side]
+            if cfg.frozen_layers:
+                layers = encoder.layers()
+                if cfg.frozen_layers > len(layers):
+                    raise UserError(f"enc{side}_frozen_layers={cfg.frozen_layers}: the model in "
+                                    f"{folder.path.name} has {len(layers)} layers")
+                self.model.embedding(side).freeze()
+                for module in [encoder.transformer.embeddings, *layers[:cfg.frozen_layers]]:
+                    module.requires_grad_(False)
+            trainable = sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+            log.info("enc%d: pretrained weights loaded from %s; %d of %d layers frozen, %d trainable "
+                     "parameters in the encoder", side, folder.path.name, cfg.frozen_layers,
+                     len(encoder.layers()), trainable)
+
+    def _pretrained_parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters that train at ``transformer_learning_rate``: each transformer's layers and
+        its token table (not the projection to ``enc_dim``, which starts from scratch)."""
+        params = []
+        for side, encoder in enumerate(self.model.encoders):
+            if isinstance(encoder, TransformerEncoder):
+                params += [*encoder.transformer.parameters(), self.model.embedding(side).weight]
+        return list({id(p): p for p in params}.values())  # tied sides: once
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of training steps (``mixed_precision``), None for full precision."""
+        mode, cuda = self.hp.mixed_precision, self.device.type == "cuda"
+        if mode == "off" or (mode == "auto" and not self._pretrained_parameters()):
+            return None
+        if not cuda:
+            if mode != "auto":
+                log.warning("mixed_precision=%s applies on CUDA devices only; training on %s in full "
+                            "precision", mode, self.device)
+            return None
+        if mode == "fp16":
+            return torch.float16
+        if torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if mode == "bf16":
+            raise UserError(f"mixed_precision=bf16: {torch.cuda.get_device_name(self.device)} does not "
+                            f"support bfloat16; use fp16 or off")
+        return None
 
     def _set_idf_weights(self, data: PairData, sharded: bool) -> None:
         """``token_weighting=idf``: each table's pooling weights become the smoothed inverse document
@@ -213,20 +281,37 @@ class Trainer:
             if optimizer is not None:
                 optimizer.zero_grad(set_to_none=True)
         hp = self.hp
-        rows = gather_rows(self.model, batch.in0, batch.in1)
-        out, u, v = self.forward(rows.in0, rows.in1, return_encodings=True, tables=rows.tables)
-        loss, stats = _loss_and_stats(hp, out, batch.labels)
-        if hp.in_batch_softmax_weight > 0:
-            positive = batch.labels == 1  # this process's share of the batch's positives
-            if int(positive.sum()) >= 2:
-                loss = loss + hp.in_batch_softmax_weight * in_batch_softmax_loss(
-                    u[positive], v[positive], hp.in_batch_softmax_temperature)
-        loss.backward()
+        totals: dict[str, torch.Tensor] = {}
+        # gradient_accumulation_steps: one backward per micro-batch, gradients summed, one update;
+        # DDP averages them across ranks at the last micro-batch only
+        micro = batch.split(hp.gradient_accumulation_steps) if hp.gradient_accumulation_steps > 1 else [batch]
+        for i, part in enumerate(micro):
+            last = i == len(micro) - 1
+            sync = contextlib.nullcontext() if last or self.forward is self.model else self.forward.no_sync()
+            with sync:
+                with self._autocast():
+                    rows = gather_rows(self.model, part.in0, part.in1)
+                    out, u, v = self.forward(rows.in0, rows.in1, return_encodings=True, tables=rows.tables)
+                loss, stats = _loss_and_stats(hp, out.float(), part.labels)
+                if hp.in_batch_softmax_weight > 0:
+                    positive = part.labels == 1  # this process's share of the batch's positives
+                    if int(positive.sum()) >= 2:
+                        loss = loss + hp.in_batch_softmax_weight * in_batch_softmax_loss(
+                            u[positive].float(), v[positive].float(), hp.in_batch_softmax_temperature)
+                self.scaler.scale(loss * (len(part) / len(batch)) if len(micro) > 1 else loss).backward()
+            for k, value in stats.items():
+                totals[k] = totals.get(k, 0) + value
         if self.optimizer is not None:
-            self.optimizer.step()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         if self.lazy_optimizer is not None:
             self._lazy_step(rows.tables)
-        return stats
+        return totals
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _lazy_step(self, views: list[EmbeddingRows | None]) -> None:
         """Give each row_sparse table this step's row gradient (averaged over ranks like DDP
@@ -280,7 +365,7 @@ class Trainer:
         """Mean loss (and accuracy) of the current model on ``data`` over all ranks, in eval mode."""
         self.model.eval()
         part, parts = self._share(channel)
-        plan = sequential_plan(data, EVAL_BATCH_SIZE, part, parts)
+        plan = sequential_plan(data, self.eval_batch, part, parts)
         totals: dict[str, torch.Tensor] = {}
         for b in range(len(plan)):
             batch = plan.batch(data, b).to(self.device)
@@ -298,7 +383,7 @@ class Trainer:
         improve. Each rank ranks the pool of the data it holds; the means are over all ranks."""
         self.model.eval()
         plan = records_plan(data, np.flatnonzero(data.labels == 1)[:RETRIEVAL_POOL].astype(np.int64),
-                            EVAL_BATCH_SIZE)
+                            self.eval_batch)
         encoded: list[list[torch.Tensor]] = [[], []]
         for b in range(len(plan)):
             batch = plan.batch(data, b).to(self.device)
@@ -346,6 +431,7 @@ class Trainer:
                 "lazy_optimizer": None if self.lazy_optimizer is None else
                 self.lazy_optimizer.state_dict(),
                 "stopper": self.stopper.state_dict(), "best_state": self.best_state,
+                "scaler": self.scaler.state_dict(),
                 "history": self.result.history, "rng": torch.get_rng_state(),
             }
             path = save_checkpoint(self.checkpoint_dir, state)
@@ -371,6 +457,8 @@ class Trainer:
         if self.lazy_optimizer is not None:
             self.lazy_optimizer.load_state_dict(state["lazy_optimizer"])
         self.stopper.load_state_dict(state["stopper"])
+        if state.get("scaler"):  # fp16 loss scale
+            self.scaler.load_state_dict(state["scaler"])
         self.best_state = state["best_state"]
         self.result.history = state["history"]
         self.start_epoch, self.start_batch = state["epoch"], state["next_batch"]
