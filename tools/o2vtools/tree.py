@@ -46,10 +46,17 @@ def write_config(base: Path, hp: dict[str, str], channels: Sequence[str],
 
 
 def link_channel_file(base: Path, channel: str, source: Path) -> None:
-    """Put an existing file into ``input/data/<channel>/``: a hard link when the file system allows
-    one (benchmarks reuse one large channel file across many trees), else a copy."""
+    """Put an existing file (or folder: a model's) into ``input/data/<channel>/``: hard links when the
+    file system allows them (benchmarks reuse one large channel file across many trees), else copies."""
     target = base / "input" / "data" / channel / source.name
     target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target, copy_function=_link_or_copy)
+    else:
+        _link_or_copy(source, target)
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
     try:
         os.link(source, target)
     except OSError:
