@@ -12,7 +12,7 @@ import signal
 import subprocess
 
 import pytest
-from helpers import REPO, free_port, make_tree, subprocess_env
+from helpers import REPO, free_port, make_tree, subprocess_env, tiny_transformer
 
 from object2vec.config.hyperparameters import SPECS
 
@@ -153,3 +153,17 @@ def test_the_recommended_document_configuration_is_the_benchmarked_one():
     assert documents
     readme, benchmark = (parse_hyperparameters(hp).to_dict() for hp in (block, measured))
     assert readme == benchmark
+
+
+def test_the_transformer_example_runs_as_written(tmp_path):
+    """README "A pretrained transformer encoder": the Documents in channel fine-tunes a model folder
+    from the auxiliary channel (a tiny random BERT stands in for MiniLM, offline), and the endpoint
+    embeds text (enc_dim 384: the tiny model's 16 are projected); the artifact carries the
+    fine-tuned folder."""
+    (tmp_path / "documents.jsonl").write_text(readme_blocks("Documents in")["jsonl"])
+    tiny_transformer(tmp_path / "all-MiniLM-L6-v2", positions=130)
+    answer = run_readme_example(tmp_path, "A pretrained transformer encoder",
+                                {"hyperparameters.json": "json"})
+    embeddings = [p["embeddings"] for p in answer["predictions"]]
+    assert len(embeddings) == 2 and all(len(e) == 384 for e in embeddings)
+    assert (tmp_path / "opt_ml" / "model" / "transformer-in0" / "model.safetensors").is_file()
