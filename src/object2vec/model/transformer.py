@@ -29,6 +29,11 @@ from object2vec.model.tokens import Tokens
 
 __all__ = ["TRANSFORMER", "TransformerEncoder", "TransformerSpec", "build_hf_model"]
 WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"  # the Hugging Face key of the token table
+# text encoders whose position ids start after the padding id (transformers'
+# create_position_ids_from_input_ids): their last pad_token_id + 1 position embeddings are unreachable
+POSITIONS_AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "mpnet",
+                                     "data2vec-text", "longformer", "ibert", "roberta-prelayernorm",
+                                     "xmod"})
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,13 @@ class TransformerSpec:
 
     @property
     def max_positions(self) -> int:
-        return int(self.settings.get("max_position_embeddings", 512))
+        """Positions (special tokens included) one sequence may take. The RoBERTa family numbers
+        positions from ``pad_token_id + 1``: 514 embeddings hold 512 positions there."""
+        settings = self.settings
+        positions = int(settings.get("max_position_embeddings", 512))
+        if settings.get("model_type") in POSITIONS_AFTER_PADDING:
+            positions -= int(settings.get("pad_token_id", 1)) + 1
+        return positions
 
     def to_dict(self) -> dict:
         return {"prefix": list(self.prefix), "suffix": list(self.suffix)}
@@ -91,6 +102,8 @@ class TransformerEncoder(nn.Module):
         self.cls = cfg.transformer_pooling == "cls"
         self.register_buffer("prefix", torch.tensor(spec.prefix, dtype=torch.int64), persistent=False)
         self.register_buffer("suffix", torch.tensor(spec.suffix, dtype=torch.int64), persistent=False)
+        # the most tokens of a sequence the model reads beside its special tokens
+        self.longest = spec.max_positions - len(spec.prefix) - len(spec.suffix)
         hidden = spec.hidden_size
         self.proj = nn.Identity() if enc_dim == hidden else nn.Linear(hidden, enc_dim)
 
@@ -104,13 +117,15 @@ class TransformerEncoder(nn.Module):
 
     def forward(self, emb, tokens: Tokens) -> torch.Tensor:
         ids, mask = tokens.padded()  # (B, T), (B, T)
-        batch, width = ids.shape
         pre, post = len(self.prefix), len(self.suffix)
+        lengths = tokens.lengths.to(ids.device)
+        if ids.shape[1] > self.longest:  # more than the model reads (serving's infer_max_seqlens): cut
+            ids, lengths = ids[:, :self.longest], lengths.clamp(max=self.longest)
+        batch, width = ids.shape
         full = torch.zeros(batch, pre + width + post, dtype=ids.dtype, device=ids.device)
         full[:, :pre] = emb.rows_of(self.prefix)  # the table's rows (a training view's positions)
         full[:, pre:pre + width] = ids
         # the suffix follows each sequence's last real token: (B, post) positions
-        lengths = tokens.lengths.to(ids.device)
         ends = pre + lengths[:, None] + torch.arange(post, device=ids.device)
         full.scatter_(1, ends, emb.rows_of(self.suffix).expand(batch, post))
         real = torch.arange(full.shape[1], device=ids.device) < (pre + post + lengths)[:, None]
