@@ -44,7 +44,10 @@ PATHS = [SITE, REPO / "src", REPO / "tools", REPO / "benchmarks"]
 # Not faiss-cpu (30 MB): no step builds a catalog.
 NEEDED = ("tokenizers matplotlib contourpy cycler fonttools kiwisolver pillow pyparsing python-dateutil "
           "six packaging flask gunicorn orjson werkzeug jinja2 markupsafe itsdangerous click blinker "
-          "hypothesis sortedcontainers").split()
+          "hypothesis sortedcontainers "
+          # encN_network=transformer (the trainer imports safetensors; transformers builds the model)
+          "safetensors transformers huggingface-hub regex pyyaml tqdm filelock fsspec httpx2 httpcore2 h11 "
+          "anyio idna truststore hf-xet typing-extensions").split()
 STEPS = ("unit_tests", "train", "throughput", "predictor", "serve")
 K80 = 14_000  # the published single-GPU figure, samples/s (row_sparse, vocab 10,000)
 METRIC = re.compile(r"#quality_metric: host=\S+ epoch=(\d+), (train|validation) (\w+) <\w+>=(\S+)")

@@ -109,6 +109,8 @@ def model_parts(hp: Hyperparameters, transformers: tuple = (None, None)) -> list
                           tuple(table.weight.shape), trainable=not frozen, lazy=lazy,
                           buffers=_count(table.buffers()), tied=tied, keys=_size_keys(hp, side)))
     for side, encoder in enumerate(model.encoders):
+        if side == 1 and encoder is model.encoders[0]:
+            continue  # tied transformers: one encoder
         values = _count(encoder.parameters())
         if values:
             parts.append(Part(f"enc{side} {hp.encoder(side).network} encoder", values))
