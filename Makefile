@@ -49,6 +49,13 @@ bench: $(BENCH_STAMP)
 		test ! -f benchmarks/$$script.py || PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/$$script.py || exit 1; \
 	done
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/doc_retrieval.py --corpus parlspeech
+	# issue 17: MiniLM fine-tuned in the job, and served
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/doc_retrieval.py --corpus parlspeech \
+		--pipelines minilm --rows fine-tune fine-tune-p4 \
+		--results benchmarks/results/doc_retrieval_parlspeech_minilm.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/doc_retrieval.py --pipelines minilm \
+		--rows fine-tune --results benchmarks/results/doc_retrieval_minilm.json
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python benchmarks/serve_load.py --model minilm
 	$(MAKE) results
 
 results: $(STAMP)
