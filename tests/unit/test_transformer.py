@@ -384,11 +384,18 @@ def test_settings_a_transformer_cannot_use_are_refused(raw, words):
         thp(**raw)
 
 
+def test_fp16_loss_scaling_and_lazy_row_updates_are_refused_together():
+    with pytest.raises(UserError, match=re.escape("mixed_precision=fp16: its loss scaling covers the dense")):
+        parse_hyperparameters({"enc0_network": "pooled_embedding", "enc0_vocab_size": "30",
+                               "enc0_max_seq_len": "5", "token_embedding_storage_type": "row_sparse",
+                               "mixed_precision": "fp16"})
+
+
 def test_the_vocabulary_size_comes_from_the_folder(aux):
     hp = thp()
     assert hp.enc0_vocab_size is None  # not required of a transformer side
     resolved, folders = resolve_transformers(hp, aux)
-    assert resolved.enc0_vocab_size == 40 and resolved.enc0_token_embedding_dim == 16
+    assert resolved.enc0_vocab_size == 40
     assert folders[0].path == aux / NAME and folders[1] is folders[0]
     assert resolve_transformers(thp(enc0_vocab_size=40), aux)[0].enc0_vocab_size == 40  # the same: fine
     other = thp(enc1_network="transformer", enc1_pretrained_model=NAME, enc1_max_seq_len="5")

@@ -448,6 +448,9 @@ def _transformer_problems(v: dict[str, Any]) -> list[str]:
     if TRANSFORMER in one and v["token_embedding_storage_type"] == "row_sparse":
         problems.append("token_embedding_storage_type=row_sparse: a transformer's token table trains "
                         "with its layers, densely")
+    if v["mixed_precision"] == "fp16" and v["token_embedding_storage_type"] == "row_sparse":
+        problems.append("mixed_precision=fp16: its loss scaling covers the dense optimizer, not the lazy "
+                        "row_sparse updates; use bf16, off, or token_embedding_storage_type=dense")
     if v["gradient_accumulation_steps"] > 1 and v["token_embedding_storage_type"] == "row_sparse":
         problems.append(f"gradient_accumulation_steps={v['gradient_accumulation_steps']}: row_sparse "
                         f"tables update every micro-batch; use token_embedding_storage_type=dense")

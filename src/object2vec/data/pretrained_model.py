@@ -129,7 +129,8 @@ def read_model_folder(path: Path, where: str) -> ModelFolder:
 def resolve_transformers(hp: Hyperparameters, aux_dir: Path | None
                          ) -> tuple[Hyperparameters, tuple[ModelFolder | None, ModelFolder | None]]:
     """Read each transformer side's model folder and complete ``hp`` from it: ``encN_vocab_size`` is
-    the model's vocabulary, ``encN_token_embedding_dim`` its hidden size. Unchanged without one.
+    the model's vocabulary (its token table is ``hidden_size`` wide whatever
+    ``encN_token_embedding_dim`` says). Unchanged without one.
 
     Raises:
         UserError: no auxiliary channel, a bad folder, a vocabulary size that contradicts the
@@ -162,8 +163,7 @@ def resolve_transformers(hp: Hyperparameters, aux_dir: Path | None
                             f"special tokens the model in {cfg.pretrained_model} reads at most "
                             f"{spec.max_positions} positions; set enc{side}_max_seq_len to at most "
                             f"{spec.max_positions - longest + cfg.max_seq_len}")
-        values.update({f"enc{side}_vocab_size": spec.vocab_size,
-                       f"enc{side}_token_embedding_dim": spec.hidden_size})
+        values[f"enc{side}_vocab_size"] = spec.vocab_size  # the table's width is the hidden size
         folders[side] = folder
         log.info("enc%d: %s model from %s: hidden size %d, %d tokens, special tokens %s + %s; "
                  "%s pooling%s", side, spec.settings["model_type"], cfg.pretrained_model, spec.hidden_size,
