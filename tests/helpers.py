@@ -260,11 +260,12 @@ TINY_WORDS = ("the a of to and in is it news sport film music game team city law
               "market bank price rain storm sun goal match player song album star actor").split()
 
 
-def tiny_transformer(folder: Path, seed: int = 0, layers: int = 2, positions: int = 40) -> Path:
+def tiny_transformer(folder: Path, seed: int = 0, layers: int = 2, positions: int = 40,
+                     dropout: float = 0.1) -> Path:
     """A tiny randomly initialised BERT written as a Hugging Face model folder (config.json,
     model.safetensors, tokenizer.json with [CLS] ... [SEP]), as ``save_pretrained`` writes it: the
     offline stand-in for a pretrained model (hidden size 16, ``layers`` layers, about 60 tokens,
-    ``positions`` positions)."""
+    ``positions`` positions, ``dropout`` as BERT's hidden and attention dropout)."""
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import BertConfig, BertModel
 
@@ -278,7 +279,8 @@ def tiny_transformer(folder: Path, seed: int = 0, layers: int = 2, positions: in
         special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])])
     torch.manual_seed(seed)
     config = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=positions)
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=positions,
+                        hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     BertModel(config).save_pretrained(folder)
     tokenizer.save(str(folder / "tokenizer.json"))
     return folder

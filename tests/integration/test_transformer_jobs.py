@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import TRAIN, make_tree, subprocess_env, tiny_transformer
+from helpers import TRAIN, free_port, make_tree, subprocess_env, tiny_transformer
 from safetensors.torch import load_file
 from test_serve import Server, invoke, ok_json
 
@@ -257,3 +257,28 @@ def test_a_stopped_job_resumes_to_the_model_of_the_job_that_was_not_stopped(jobs
     assert run["best_epoch"] == ref["best_epoch"]
     for r, m in zip(ref["epochs"], run["epochs"], strict=True):
         assert m["validation:retrieval_mrr"] == pytest.approx(r["validation:retrieval_mrr"], abs=1e-6)
+
+
+def test_two_processes_train_the_model_of_one(tmp_path):
+    """DistributedDataParallel over a tied transformer (one module read by both sides): two gloo
+    processes sharing each global batch train the model one process trains (no dropout, no in-batch
+    softmax, whose negatives are each process's share)."""
+    hp = {**HP, "in_batch_softmax_weight": 0, "gradient_accumulation_steps": 1, "epochs": 2,
+          "early_stopping_metric": "loss"}
+    bases = {}
+    for name in ("one", "two"):
+        bases[name] = make_tree(tmp_path / name, hp, {"train": sentences(200, 0), "auxiliary": []})
+        tiny_transformer(bases[name] / "input" / "data" / "auxiliary" / "tiny", dropout=0.0)
+    env = subprocess_env(bases["two"], OBJECT2VEC_NPROC_PER_HOST="2",
+                         OBJECT2VEC_MASTER_PORT=str(free_port()), **ONE_THREAD)
+    runs = [subprocess.run([str(TRAIN)], capture_output=True, text=True, timeout=DEADLINE_S,
+                           env=subprocess_env(bases["one"], **ONE_THREAD)),
+            subprocess.run([str(TRAIN)], capture_output=True, text=True, timeout=DEADLINE_S, env=env)]
+    for run in runs:
+        assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    one, two = (load_artifact(base / "model").model.state_dict() for base in bases.values())
+    moved = load_file(str(bases["one"] / "input" / "data" / "auxiliary" / "tiny" / "model.safetensors"))
+    assert not torch.equal(one["encoders.0.transformer.encoder.layer.1.output.dense.weight"],
+                           moved["encoder.layer.1.output.dense.weight"])  # it trained
+    for key in one:
+        torch.testing.assert_close(one[key], two[key], rtol=1e-4, atol=1e-5, msg=key)
