@@ -677,3 +677,17 @@ def test_mixed_precision_applies_on_cuda_only(aux, device, caplog):
         assert table.dtype == torch.float32 and torch.isfinite(table).all(), mode
         if dtype != torch.float16:  # fp16's first steps may be skipped while the loss scale settles
             assert not torch.equal(table, before["embeddings.0.weight"]), mode
+
+
+def test_a_pooling_other_than_the_sentence_transformers_model_s_is_warned_about(aux, caplog):
+    (aux / NAME / "1_Pooling").mkdir()
+    (aux / NAME / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
+    with caplog.at_level("WARNING"):
+        resolve_transformers(thp(), aux)
+    assert "was trained with cls pooling (1_Pooling/config.json) but enc0_transformer_pooling=mean" \
+        in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        resolve_transformers(thp(enc0_transformer_pooling="cls"), aux)
+    assert "pooling" not in caplog.text

@@ -164,6 +164,11 @@ def resolve_transformers(hp: Hyperparameters, aux_dir: Path | None
                             f"{spec.max_positions} positions; set enc{side}_max_seq_len to at most "
                             f"{spec.max_positions - longest + cfg.max_seq_len}")
         values[f"enc{side}_vocab_size"] = spec.vocab_size  # the table's width is the hidden size
+        own = _sentence_transformers_pooling(folder.path)
+        if own is not None and own != cfg.transformer_pooling:
+            log.warning("enc%d: %s was trained with %s pooling (1_Pooling/config.json) but "
+                        "enc%d_transformer_pooling=%s", side, cfg.pretrained_model, own, side,
+                        cfg.transformer_pooling)
         folders[side] = folder
         log.info("enc%d: %s model from %s: hidden size %d, %d tokens, special tokens %s + %s; "
                  "%s pooling%s", side, spec.settings["model_type"], cfg.pretrained_model, spec.hidden_size,
@@ -172,6 +177,18 @@ def resolve_transformers(hp: Hyperparameters, aux_dir: Path | None
     if folders == [None, None]:
         return hp, (None, None)
     return parse_hyperparameters(values, saved=True), (folders[0], folders[1])
+
+
+def _sentence_transformers_pooling(path: Path) -> str | None:
+    """``mean`` or ``cls`` when the folder is a sentence-transformers model that pools that way
+    (its ``1_Pooling/config.json``), else None."""
+    try:
+        pooling = json.loads((path / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    modes = [m for m in ("mean", "cls") if isinstance(pooling, dict)
+             and pooling.get(f"pooling_mode_{m}_{'tokens' if m == 'mean' else 'token'}")]
+    return modes[0] if len(modes) == 1 else None
 
 
 def specs(folders: tuple[ModelFolder | None, ModelFolder | None]) -> tuple:
