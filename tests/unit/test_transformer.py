@@ -679,7 +679,9 @@ def test_mixed_precision_applies_on_cuda_only(aux, device, caplog):
             assert not torch.equal(table, before["embeddings.0.weight"]), mode
 
 
-def test_a_pooling_other_than_the_sentence_transformers_model_s_is_warned_about(aux, caplog):
+def test_a_pooling_other_than_the_sentence_transformers_model_s_is_warned_about(tmp_path, caplog):
+    aux = tmp_path  # a folder of its own: the module's is shared
+    tiny_transformer(aux / NAME)
     (aux / NAME / "1_Pooling").mkdir()
     (aux / NAME / "1_Pooling" / "config.json").write_text(json.dumps(
         {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}))
