@@ -70,10 +70,11 @@ ROWS = {  # the candidates: name -> (changes to COMPATIBLE, enc0_max_seq_len, do
     "wide-in-batch-idf": (WIDE, 2000, False),
     "documents": (USER_PATH, 2000, True),
     "fine-tune": (FINE_TUNE, 128, True),
-    "fine-tune-p4": ({**FINE_TUNE, "pairs_per_document": "4"}, 128, True)}
+    "fine-tune-p4": ({**FINE_TUNE, "pairs_per_document": "4"}, 128, True),
+    "fine-tune-256": (FINE_TUNE, 256, True)}  # long documents (news): as many tokens as zero-shot reads
 PIPELINES = {  # name -> hyperparameters added; "ids" sends client-side token ids, the others text
     "ids": {}, "text-wordlevel": {"enc0_tokenizer": "wordlevel"}, "text-wordpiece": {}, "minilm": {}}
-TRANSFORMER_ROWS = ("fine-tune", "fine-tune-p4")  # the minilm pipeline's rows, and only its
+TRANSFORMER_ROWS = ("fine-tune", "fine-tune-p4", "fine-tune-256")  # the minilm pipeline's rows, and only its
 Split = collections.namedtuple("Split", "queries truths query_ids truth_ids")  # dev or test
 Corpus = collections.namedtuple("Corpus", "files vocab train_articles splits counts")
 
