@@ -116,7 +116,7 @@ class TransformerEncoder(nn.Module):
         return []
 
     def forward(self, emb, tokens: Tokens) -> torch.Tensor:
-        ids, mask = tokens.padded()  # (B, T), (B, T)
+        ids, _ = tokens.padded()  # (B, T), padded with id 0
         pre, post = len(self.prefix), len(self.suffix)
         lengths = tokens.lengths.to(ids.device)
         if ids.shape[1] > self.longest:  # more than the model reads (serving's infer_max_seqlens): cut
