@@ -20,8 +20,7 @@ from o2vtools.results import Conditions, fill, markdown_table
 
 BENCHMARKS = REPO / "benchmarks"
 SECTIONS = ("serve_load", "train_throughput", "sparse", "scaling", "movielens", "doc_ablation",
-            "doc_retrieval", "doc_retrieval_parlspeech", "doc_retrieval_minilm",
-            "doc_retrieval_parlspeech_minilm", "serve_load_minilm", "neighbors", "reliability")
+            "doc_retrieval", "doc_retrieval_parlspeech", "neighbors", "reliability")
 
 
 class Prose(string.Template):
