@@ -20,7 +20,8 @@ from o2vtools.results import Conditions, fill, markdown_table
 
 BENCHMARKS = REPO / "benchmarks"
 SECTIONS = ("serve_load", "train_throughput", "sparse", "scaling", "movielens", "doc_ablation",
-            "doc_retrieval", "doc_retrieval_parlspeech", "neighbors", "reliability")
+            "doc_retrieval", "doc_retrieval_parlspeech", "doc_retrieval_minilm",
+            "doc_retrieval_parlspeech_minilm", "serve_load_minilm", "neighbors", "reliability")
 
 
 class Prose(string.Template):
