@@ -24,7 +24,7 @@ test: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 # The fast tier: every test not marked slow (no real container/train or container/serve process
-# beyond a few short ones); about a minute and a half on 2 cores. `make test` (CI) runs them all.
+# beyond a few short ones); about two minutes on 2 cores. `make test` (CI) runs them all.
 test-fast: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m "not slow"
 
