@@ -74,7 +74,7 @@ def build_model(base: Path, quick: bool, minilm: bool = False) -> int:
     if minilm:
         pm.load_transformer_weights(model, 0, pm.read_weights(folders[0].weight_files, "MiniLM"), "MiniLM")
     save_artifact(base / "model", model, hp,
-                  transformer_tokenizers=tuple(None if f is None else f.tokenizer for f in folders))
+                  transformer_tokenizers=pm.tokenizers(folders))
     return hp.enc0.vocab_size
 
 

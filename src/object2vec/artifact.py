@@ -94,7 +94,7 @@ def _save_transformers(model_dir: Path, model: Object2Vec,
         if spec is None:
             continue
         folder = f"transformer-{side}"
-        if index == 1 and model.encoders[1] is model.encoders[0]:
+        if not model.owns_encoder(index):
             folder = out[SIDES[0]]["folder"]
         else:
             save_model_folder(model_dir / folder, model, index)
@@ -177,7 +177,7 @@ def load_artifact(model_dir: Path, device: torch.device | str = "cpu") -> Loaded
     except RuntimeError as exc:  # missing, unexpected or mis-shaped weights (torch lists them all)
         raise UserError(f"{path} does not match its own hyperparameters: {exc}") from exc
     for index, folder in enumerate(folders):
-        if folder is not None and (index == 0 or model.encoders[1] is not model.encoders[0]):
+        if folder is not None and model.owns_encoder(index):
             where = f"model {folder[0].name}"
             load_transformer_weights(model, index, read_weights((folder[0] / WEIGHTS,), where), where)
     model.eval()

@@ -419,13 +419,17 @@ def _warn_token_dim_overridden(hp: Hyperparameters, raw: Mapping[str, Any]) -> N
 FROM_MODEL_FOLDER = ("vocab_size",)  # what a transformer side's model folder says (its tokenizer's size)
 
 
+def _networks(v: dict[str, Any]) -> tuple[Any, Any]:
+    """Each side's network with ``enc1_network=enc0`` resolved (from values parsed so far: a key
+    that did not parse is None)."""
+    enc0 = v.get("enc0_network")
+    return enc0, enc0 if v.get("enc1_network") == CLONE else v.get("enc1_network")
+
+
 def _from_model_folder(key: str, v: dict[str, Any]) -> bool:
     """Whether ``key`` is a transformer side's ``encN_vocab_size``: the model folder gives it."""
     match = re.fullmatch(r"enc([01])_(\w+)", key)
-    if not match or match[2] not in FROM_MODEL_FOLDER:
-        return False
-    side = 0 if match[1] == "1" and v.get("enc1_network") == CLONE else int(match[1])
-    return v.get(f"enc{side}_network") == TRANSFORMER
+    return bool(match) and match[2] in FROM_MODEL_FOLDER and _networks(v)[int(match[1])] == TRANSFORMER
 
 
 def _transformer_problems(v: dict[str, Any]) -> list[str]:
@@ -441,7 +445,7 @@ def _transformer_problems(v: dict[str, Any]) -> list[str]:
             if v[f"enc{side}_{name}"]:
                 problems.append(f"enc{side}_{name}={v[f'enc{side}_{name}']!r}: a transformer encoder "
                                 f"brings its own tokenizer and token embeddings (enc{side}_pretrained_model)")
-    one = [v["enc0_network"], v["enc0_network"] if v["enc1_network"] == CLONE else v["enc1_network"]]
+    one = _networks(v)
     if v["tied_token_embedding_weight"] and TRANSFORMER in one and v["enc1_network"] != CLONE:
         problems.append("tied_token_embedding_weight=True with a transformer encoder shares one "
                         "transformer between the sides: set enc1_network=enc0")
@@ -479,8 +483,7 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
         problems.append(f"early_stopping_metric=retrieval_mrr: needs output_layer=softmax with "
                         f"num_classes=2 (it ranks the pairs labelled 1), got output_layer="
                         f"{v['output_layer']}, num_classes={v['num_classes']}")
-    if v["token_weighting"] != "none" and "pooled_embedding" not in (
-            v["enc0_network"], v["enc0_network"] if v["enc1_network"] == "enc0" else v["enc1_network"]):
+    if v["token_weighting"] != "none" and POOLED not in _networks(v):
         problems.append(f"token_weighting={v['token_weighting']}: weights the mean of a "
                         f"pooled_embedding encoder, and neither encoder is one")
     problems += _network_problems(v)

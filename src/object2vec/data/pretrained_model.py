@@ -12,9 +12,9 @@ A folder is the Hugging Face / sentence-transformers layout (what ``save_pretrai
 Weights are read with ``safetensors`` only: a folder whose weights exist only as pickles
 (``pytorch_model.bin``) is refused, because unpickling runs code from the file.
 
-    folder = read_model_folder(aux / "all-MiniLM-L6-v2", "enc0_pretrained_model")
-    hp, folders = resolve_transformers(hp, aux_dir)          # vocab size and token dim from the folder
-    load_transformer_weights(model, folders)                 # after Object2Vec(config) is built
+    hp, folders = resolve_transformers(hp, aux_dir)      # read each folder; vocab size from it
+    model = Object2Vec(ModelConfig.from_hyperparameters(hp, specs(folders)))
+    load_transformer_weights(model, 0, read_weights(folders[0].weight_files, where), where)
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ log = logging.getLogger(__name__)
 CONFIG, TOKENIZER = "config.json", "tokenizer.json"
 WEIGHTS, WEIGHTS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.bin", "model.ckpt")
-# Weights a folder may hold that this container does not use (the base model's pooler, buffers).
-UNUSED = ("pooler.", "embeddings.position_ids")
 
 
 @dataclass
@@ -194,6 +192,11 @@ def _sentence_transformers_pooling(path: Path) -> str | None:
 def specs(folders: tuple[ModelFolder | None, ModelFolder | None]) -> tuple:
     """Each side's :class:`TransformerSpec` (None for other encoders): what ``ModelConfig`` takes."""
     return tuple(None if f is None else f.spec for f in folders)
+
+
+def tokenizers(folders: tuple[ModelFolder | None, ModelFolder | None]) -> tuple:
+    """Each side's model-folder tokenizer (None for other encoders)."""
+    return tuple(None if f is None else f.tokenizer for f in folders)
 
 
 def read_weights(files: tuple[Path, ...], where: str) -> dict[str, torch.Tensor]:

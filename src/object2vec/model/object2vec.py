@@ -62,12 +62,20 @@ class Object2Vec(nn.Module):
         """The token table encoder ``side`` reads (the same object for both sides when tied)."""
         return self.embeddings[self.table_index(side)]
 
+    def owns_encoder(self, side: int) -> bool:
+        """False for side 1 when it reads side 0's encoder (tied transformers are one module)."""
+        return side == 0 or self.encoders[1] is not self.encoders[0]
+
+    @property
+    def has_transformer(self) -> bool:
+        """Whether an encoder is a pretrained transformer (``encN_network=transformer``)."""
+        return any(spec is not None for spec in self.config.transformers)
+
     @property
     def token_budget(self) -> int:
         """Padded tokens one inference forward may take (serving, catalog and evaluation batches):
         a transformer's attention is quadratic in the length, so it gets a smaller budget."""
-        transformer = any(s is not None for s in self.config.transformers)
-        return TRANSFORMER_TOKEN_BUDGET if transformer else TOKEN_BUDGET
+        return TRANSFORMER_TOKEN_BUDGET if self.has_transformer else TOKEN_BUDGET
 
     def always_read(self, table: int) -> torch.Tensor:
         """Ids of table ``table`` that every forward reads besides the batch's tokens ``(k,)``: the

@@ -4,10 +4,11 @@ folder's ``config.json`` text and its tokenizer's special tokens); reading folde
 ``object2vec.data.pretrained_model``'s job.
 
 The side's token table (``Object2Vec.embeddings``) *is* the transformer's word-embedding matrix: the
-encoder feeds ``inputs_embeds`` looked up from the table it is given, so tied tables, the per-step
-row gathering of training and ``row_sparse`` updates work as for every other encoder, and the
-transformer keeps no second copy of the matrix. What remains of the Hugging Face model (positions,
-layers; its own word embeddings and pooler removed) lives in ``self.transformer``.
+encoder feeds ``inputs_embeds`` looked up from the table it is given, so tied tables and the
+per-step row gathering of training work as for every other encoder (the table trains densely:
+``row_sparse`` is refused), and the transformer keeps no second copy of the matrix. What remains
+of the Hugging Face model (positions, layers; its own word embeddings and pooler removed) lives in
+``self.transformer``.
 
     tokens (B sequences of ids, no special tokens)
       -> [prefix] ids [suffix] (e.g. [CLS] ... [SEP])       (B, T + specials)

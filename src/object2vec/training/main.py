@@ -27,7 +27,7 @@ from object2vec.artifact import save_artifact
 from object2vec.config.hyperparameters import Hyperparameters, parse_hyperparameters
 from object2vec.data.catalog import Catalog, load_catalog
 from object2vec.data.documents import DocumentData, fixed_pairs, is_document_channel, load_documents
-from object2vec.data.pretrained_model import ModelFolder, resolve_transformers, specs
+from object2vec.data.pretrained_model import ModelFolder, resolve_transformers, specs, tokenizers
 from object2vec.data.records import Encoders, PairData, RecordRules, load_channel
 from object2vec.data.text_inputs import TextSides, build_text_encoders, text_sides
 from object2vec.errors import UserError
@@ -170,7 +170,7 @@ def prepare_text(paths: SageMakerPaths, hp: Hyperparameters, digest: dict[str, l
             return kept["tokenizers"]
         aux = paths.channel_dir("auxiliary")
         encoders = build_text_encoders(hp, sides, paths.channel_dir("train"), aux if aux.is_dir() else None,
-                                       tuple(None if f is None else f.tokenizer for f in folders))
+                                       tokenizers(folders))
         texts = [e.to_json() if e is not None else None for e in encoders]
         if saved is not None:
             tmp = saved.with_suffix(".tmp")
@@ -275,7 +275,7 @@ def run(paths: SageMakerPaths, dist: DistEnv | None = None,
         save_artifact(paths.model_dir, trainer.model, hp,
                       metadata={"best_epoch": result.best_epoch, "test": result.test}, text=encoders,
                       catalog=index,
-                      transformer_tokenizers=tuple(None if f is None else f.tokenizer for f in folders))
+                      transformer_tokenizers=tokenizers(folders))
         write_report(paths.output_data_dir, summary(result, finished=True))
         log.info("model written to %s", paths.model_dir)
     return result

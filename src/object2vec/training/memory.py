@@ -109,7 +109,7 @@ def model_parts(hp: Hyperparameters, transformers: tuple = (None, None)) -> list
                           tuple(table.weight.shape), trainable=not frozen, lazy=lazy,
                           buffers=_count(table.buffers()), tied=tied, keys=_size_keys(hp, side)))
     for side, encoder in enumerate(model.encoders):
-        if side == 1 and encoder is model.encoders[0]:
+        if not model.owns_encoder(side):
             continue  # tied transformers: one encoder
         values = _count(encoder.parameters())
         if values:

@@ -167,12 +167,11 @@ class Trainer:
                                          self._pretrained_parameters(), hp.transformer_learning_rate)
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        transformer = any(isinstance(e, TransformerEncoder) for e in self.model.encoders)
         # a transformer's attention grows with the square of the length: bound an evaluation
-        # batch's padded tokens, as serving does (Object2Vec.token_budget)
-        longest = max(hp.enc0.max_seq_len, hp.enc1.max_seq_len or hp.enc0.max_seq_len) + 2
+        # batch's padded tokens, as serving does (Object2Vec.token_budget); + 2: [CLS] and [SEP]
+        longest = max(hp.enc0.max_seq_len, hp.enc1.max_seq_len) + 2
         self.eval_batch = (max(1, min(EVAL_BATCH_SIZE, self.model.token_budget // longest))
-                           if transformer else EVAL_BATCH_SIZE)
+                           if self.model.has_transformer else EVAL_BATCH_SIZE)
         # row_sparse: the tables take no autograd gradient; the lazy optimizer updates their rows
         self.lazy_optimizer = (LazyRowOptimizer([t.weight for t in self.model.embeddings],
                                                 hp.optimizer, hp.learning_rate, hp.weight_decay)
@@ -194,7 +193,7 @@ class Trainer:
         for side, folder in enumerate(folders):
             if folder is None:
                 continue
-            if side == 1 and self.model.encoders[1] is self.model.encoders[0]:
+            if not self.model.owns_encoder(side):
                 log.info("enc1: enc0's transformer (tied_token_embedding_weight=True)")
                 continue
             where = f"enc{side}_pretrained_model {folder.path.name}"
@@ -225,7 +224,7 @@ class Trainer:
     def _amp_dtype(self) -> torch.dtype | None:
         """The autocast dtype of training steps (``mixed_precision``), None for full precision."""
         mode, cuda = self.hp.mixed_precision, self.device.type == "cuda"
-        if mode == "off" or (mode == "auto" and not self._pretrained_parameters()):
+        if mode == "off" or (mode == "auto" and not self.model.has_transformer):
             return None
         if not cuda:
             if mode != "auto":
