@@ -71,6 +71,7 @@ DOCUMENTED: dict[str, tuple] = {
     "token_weighting": ("choice", "none", ("none", "idf")),
     "early_stopping_metric": ("choice", "loss", ("loss", "retrieval_mrr")),
     "pairs_per_document": ("int", 1, 1, 1000),
+    "hard_negatives": ("int", 0, 0, 16),
     "catalog_index": ("choice", "auto", ("auto", "flat", "ivf")),
     "catalog_ivf_lists": ("int", 0, 0, 1_000_000),
     "catalog_ivf_probe": ("int", 32, 1, 65536),
@@ -109,6 +110,8 @@ def context_for(key: str, value: str) -> dict:
         return {"enc0_network": "pooled_embedding"}
     if key.startswith("enc1_") and key.endswith(("_pooling", "_activation")) and "transformer" not in key:
         return {**ENC1_OWN, "enc1_network": "pooled_embedding"}
+    if key == "hard_negatives":
+        return {"in_batch_softmax_weight": "1"}
     side = key[3]
     if key.endswith(("_pretrained_model", "_transformer_pooling", "_frozen_layers")) or (
             key.endswith("_network") and value.strip('" ').lower() == "transformer"):

@@ -153,6 +153,10 @@ class Hyperparameters:
     pairs_per_document: int = setting("int", 1, 1, 1000,
                                       help="extension: (sentence, rest) pairs drawn from each "
                                            "document of a document train channel per epoch")
+    hard_negatives: int = setting("int", 0, 0, 16,
+                                  help="extension: per pair drawn from a document, negatives from "
+                                       "the documents nearest to its own (mined with the model each "
+                                       "epoch), scored in its in-batch softmax")
     # Transformer encoders (extension; read only when an encoder is encN_network=transformer).
     transformer_learning_rate: float = setting("float", 2e-5, 1e-8, 1.0,
                                                help="extension: step size of the transformer "
@@ -483,6 +487,16 @@ def _cross_key_problems(v: dict[str, Any]) -> list[str]:
         problems.append(f"early_stopping_metric=retrieval_mrr: needs output_layer=softmax with "
                         f"num_classes=2 (it ranks the pairs labelled 1), got output_layer="
                         f"{v['output_layer']}, num_classes={v['num_classes']}")
+    if v["hard_negatives"]:
+        wrong = (("in_batch_softmax_weight", v["in_batch_softmax_weight"] == 0),
+                 ("gradient_accumulation_steps", v["gradient_accumulation_steps"] > 1),
+                 ("bucket_width", v["bucket_width"] > 0))
+        needs = [f"{k}={v[k]:g}" for k, bad in wrong if bad]
+        if needs:
+            problems.append(f"hard_negatives={v['hard_negatives']}: scores each pair against its own hard "
+                            f"negatives in one in-batch softmax, so it needs in_batch_softmax_weight > 0, "
+                            f"gradient_accumulation_steps=1 and bucket_width=0 (batches laid out by pair); "
+                            f"got {', '.join(needs)}")
     if v["token_weighting"] != "none" and POOLED not in _networks(v):
         problems.append(f"token_weighting={v['token_weighting']}: weights the mean of a "
                         f"pooled_embedding encoder, and neither encoder is one")

@@ -90,7 +90,8 @@ class EpochSampler:
     every epoch)."""
 
     def __init__(self, source: PairData | DocumentData, batch_size: int, negative_sampling_rate: int = 0,
-                 bucket_width: int = 0, seed: int = 0, pairs_per_document: int = 1) -> None:
+                 bucket_width: int = 0, seed: int = 0, pairs_per_document: int = 1,
+                 hard_negatives: int = 0, parts: int = 1) -> None:
         self.source = source
         self.batch_size = batch_size
         self.rate = negative_sampling_rate
@@ -98,6 +99,12 @@ class EpochSampler:
         self.seed = seed
         self.pairs_per_document = pairs_per_document
         self._drawn: tuple[int, PairData] | None = None
+        # hard_negatives (documents only): the per-pair negatives drawn from each document's
+        # neighbours (D, k), which the trainer mines with the current model before each epoch's plan;
+        # parts: the ranks that share each batch, every parts-th sample each (EpochPlan.batch)
+        self.hard_negatives = hard_negatives
+        self.parts = parts
+        self.neighbours: np.ndarray | None = None
 
     def records(self, epoch: int) -> PairData:
         """The records of ``epoch``: the channel's, or the pairs drawn from its documents for it."""
@@ -112,6 +119,8 @@ class EpochSampler:
         """The samples of ``epoch`` over :meth:`records` (deterministic in ``(seed, epoch)``)."""
         data = self.records(epoch)
         rng = np.random.default_rng([self.seed, epoch])
+        if self.hard_negatives:
+            return self._grouped_plan(data, rng)
         n = len(data)
         records = np.arange(n, dtype=np.int64)
         idx0 = np.concatenate([records] + [records] * self.rate)
@@ -129,6 +138,37 @@ class EpochSampler:
             sizes = np.diff(bounds)[perm]
             bounds = np.concatenate([[0], np.cumsum(sizes)])
         return EpochPlan(idx0[order], idx1[order], labels[order], bounds)
+
+    def _grouped_plan(self, data: PairData, rng: np.random.Generator) -> EpochPlan:
+        """``hard_negatives``: batches of ``m`` shuffled positives followed by their negatives in
+        blocks of ``m`` (``negative_sampling_rate`` random ones, then ``hard_negatives`` drawn from
+        the ``in1`` of the pairs of the document's neighbours), so that the in-batch softmax can
+        score each positive against its own hard negatives. ``m`` is a multiple of ``parts``, so each
+        rank's share (every ``parts``-th sample) holds the negatives of its own positives; the
+        fewer than ``parts`` positives left over at the end of an epoch are not used."""
+        assert isinstance(self.source, DocumentData) and self.neighbours is not None
+        n, group, parts = len(data), 1 + self.rate + self.hard_negatives, self.parts
+        counts = self.source.pair_counts(self.pairs_per_document)  # (D,) pairs of each document
+        first = np.cumsum(counts) - counts  # (D,) its first pair
+        doc = np.repeat(np.arange(len(counts), dtype=np.int64), counts)  # (n,) each pair's document
+        order = rng.permutation(n)[: n - n % parts]
+        random = rng.integers(0, n, (self.rate, n))  # (rate, n) random partners of each pair
+        pick = rng.integers(0, self.neighbours.shape[1], (n, self.hard_negatives))
+        near = self.neighbours[doc[:, None], pick]  # (n, h) a neighbour of each pair's document
+        hard = (first[near] + rng.random(near.shape) * counts[near]).astype(np.int64).T  # (h, n) its pairs
+        partners = np.concatenate([np.arange(n, dtype=np.int64)[None], random, hard])  # (group, n)
+        m = max(parts, self.batch_size // group // parts * parts)  # positives per batch
+        empty = np.zeros(0, dtype=np.int64)  # (an epoch of fewer pairs than ranks has no batch)
+        idx0, idx1, labels, bounds = [empty], [empty], [data.labels[:0]], [0]
+        for begin in range(0, len(order), m):
+            pos = order[begin:begin + m]
+            idx0.append(np.tile(pos, group))
+            idx1.append(partners[:, pos].reshape(-1))
+            labels.append(np.concatenate([data.labels[pos],
+                                          np.zeros(len(pos) * (group - 1), data.labels.dtype)]))
+            bounds.append(bounds[-1] + len(pos) * group)
+        return EpochPlan(np.concatenate(idx0), np.concatenate(idx1), np.concatenate(labels),
+                         np.array(bounds, dtype=np.int64))
 
 
 def sequential_plan(data: PairData, batch_size: int, part: int = 0, parts: int = 1) -> EpochPlan:

@@ -69,12 +69,29 @@ class DocumentData:
         return PairData(in0, in1, np.ones(len(picked), dtype=np.int64))
 
 
-def _cut(side: Side, idx: np.ndarray, max_len: int) -> Side:
-    """Sentences ``idx`` of ``side``, each cut to ``max_len`` tokens."""
-    starts = side.offsets[idx]
-    lengths = np.minimum(side.offsets[idx + 1] - starts, max_len)  # (P,)
+    def pair_counts(self, per_document: int) -> np.ndarray:
+        """``(D,)``: how many pairs :meth:`pairs` draws from each document (they come document
+        after document)."""
+        return np.minimum(np.diff(self.starts), per_document)
+
+    def whole(self, side: int) -> Side:
+        """Every document's tokens on ``side``, all its sentences in order, cut to the side's
+        ``max_seq_len``: what ``hard_negatives`` embeds to find each document's neighbours."""
+        tokens = self.sentences[side]
+        return _span(tokens, tokens.offsets[self.starts[:-1]], tokens.offsets[self.starts[1:]],
+                     self.max_seq_lens[side])
+
+
+def _span(side: Side, starts: np.ndarray, ends: np.ndarray, max_len: int) -> Side:
+    """The tokens ``side.ids[starts[i]:ends[i]]`` of each ``i``, cut to ``max_len``."""
+    lengths = np.minimum(ends - starts, max_len)  # (P,)
     positions = np.arange(lengths.sum()) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
     return Side.from_lengths(side.ids[positions], lengths)
+
+
+def _cut(side: Side, idx: np.ndarray, max_len: int) -> Side:
+    """Sentences ``idx`` of ``side``, each cut to ``max_len`` tokens."""
+    return _span(side, side.offsets[idx], side.offsets[idx + 1], max_len)
 
 
 def _rest(side: Side, starts: np.ndarray, doc: np.ndarray, skip: np.ndarray, max_len: int) -> Side:

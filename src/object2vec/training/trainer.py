@@ -48,6 +48,7 @@ from object2vec.training.checkpoint import (
 )
 from object2vec.training.distributed import DistEnv
 from object2vec.training.early_stopping import EarlyStopping
+from object2vec.training.hard_negatives import mine_neighbours
 from object2vec.training.metrics import MetricLogger
 from object2vec.training.optimizers import build_optimizer
 from object2vec.training.sparse import LazyRowOptimizer, gather_rows, row_gradient
@@ -92,16 +93,19 @@ def document_frequency(side: Side, vocab_size: int) -> np.ndarray:
     return np.bincount(distinct % vocab_size, minlength=vocab_size)
 
 
-def in_batch_softmax_loss(u: torch.Tensor, v: torch.Tensor, temperature: float) -> torch.Tensor:
+def in_batch_softmax_loss(u: torch.Tensor, v: torch.Tensor, temperature: float,
+                          negatives: torch.Tensor | None = None) -> torch.Tensor:
     """Symmetric in-batch softmax (InfoNCE) over cosine similarities of ``P`` positive pairs.
 
     Row ``i`` of ``u (P, D)`` belongs with row ``i`` of ``v (P, D)``: each ``u_i`` must pick ``v_i``
-    among all ``P`` rows of ``v`` (the other pairs' ``in1`` are its negatives), and each ``v_i`` must
-    pick ``u_i``; the loss is the mean of the two cross-entropies over ``cos / temperature``.
+    among all ``P`` rows of ``v`` (the other pairs' ``in1`` are its negatives) and the ``N`` rows of
+    ``negatives (N, D)`` if given (``hard_negatives``), and each ``v_i`` must pick ``u_i``; the loss
+    is the mean of the two cross-entropies over ``cos / temperature``.
     """
-    logits = F.normalize(u, dim=1) @ F.normalize(v, dim=1).T / temperature  # (P, P)
+    candidates = v if negatives is None else torch.cat([v, negatives])  # (P + N, D)
+    logits = F.normalize(u, dim=1) @ F.normalize(candidates, dim=1).T / temperature  # (P, P + N)
     target = torch.arange(logits.shape[0], device=logits.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, :len(v)].T, target))
 
 
 class Trainer:
@@ -144,6 +148,10 @@ class Trainer:
             raise UserError("the train channel holds documents, whose pairs are all labelled 1: set "
                             "negative_sampling_rate >= 1 or in_batch_softmax_weight > 0 so that the "
                             "model also sees pairs that do not belong together")
+        if hp.hard_negatives and not (documents and len(channels["train"]) >= 2):
+            raise UserError(f"hard_negatives={hp.hard_negatives} draws each pair's negatives from the "
+                            f"documents nearest to its own and needs a train channel of at least 2 "
+                            f"documents ({{\"document\": [sentences]}} records)")
         if hp.pairs_per_document != 1 and not documents:
             log.warning("pairs_per_document=%d has no effect: the train channel holds pairs, not "
                         "documents", hp.pairs_per_document)
@@ -159,7 +167,7 @@ class Trainer:
         part, parts = self._share("train")
         group_batch = hp.mini_batch_size * parts // self.dist.world_size  # this data group's batch
         self.sampler = EpochSampler(channels["train"], group_batch, hp.negative_sampling_rate,
-                                    hp.bucket_width, seed, hp.pairs_per_document)
+                                    hp.bucket_width, seed, hp.pairs_per_document, hp.hard_negatives, parts)
         if hp.token_weighting == "idf":  # documents: from the first epoch's pairs
             self._set_idf_weights(self.sampler.records(0), "train" in sharded)
         self.model.to(self.device)
@@ -295,8 +303,10 @@ class Trainer:
                 if hp.in_batch_softmax_weight > 0:
                     positive = part.labels == 1  # this process's share of the batch's positives
                     if int(positive.sum()) >= 2:
+                        # hard_negatives: the batch's negative pairs' in1 are candidates too
+                        extra = v[~positive].float() if hp.hard_negatives else None
                         loss = loss + hp.in_batch_softmax_weight * in_batch_softmax_loss(
-                            u[positive].float(), v[positive].float(), hp.in_batch_softmax_temperature)
+                            u[positive].float(), v[positive].float(), hp.in_batch_softmax_temperature, extra)
                 self.scaler.scale(loss * (len(part) / len(batch)) if len(micro) > 1 else loss).backward()
             for k, value in stats.items():
                 totals[k] = totals.get(k, 0) + value
@@ -329,6 +339,9 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> tuple[dict[str, float], float]:
         """Train one epoch (from ``self.start_batch``); return its mean metrics and samples/s."""
+        if self.hp.hard_negatives and not (self.start_batch and self.sampler.neighbours is not None):
+            # mined with the model as the epoch starts (a resumed epoch's come from its checkpoint)
+            self.sampler.neighbours = mine_neighbours(self.model, self.sampler.source, self.device)
         self.forward.train()
         plan = self.sampler.plan(epoch)
         part, parts = self._share("train")
@@ -432,6 +445,8 @@ class Trainer:
                 "stopper": self.stopper.state_dict(), "best_state": self.best_state,
                 "scaler": self.scaler.state_dict(),
                 "history": self.result.history, "rng": torch.get_rng_state(),
+                "hard_negatives": None if self.sampler.neighbours is None else
+                torch.from_numpy(self.sampler.neighbours),
             }
             path = save_checkpoint(self.checkpoint_dir, state)
             log.info("checkpoint saved: %s (epoch %d, next batch %d)", path, epoch, next_batch)
@@ -462,6 +477,8 @@ class Trainer:
         self.result.history = state["history"]
         self.start_epoch, self.start_batch = state["epoch"], state["next_batch"]
         self.partial_totals = state["partial_totals"]
+        if state.get("hard_negatives") is not None:  # the interrupted epoch's mined neighbours
+            self.sampler.neighbours = state["hard_negatives"].numpy()
         torch.set_rng_state(state["rng"])
         log.info("resumed from checkpoint: epoch %d, batch %d", self.start_epoch, self.start_batch)
         return True
