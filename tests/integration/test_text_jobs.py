@@ -294,6 +294,22 @@ def test_a_document_job_draws_pairs_in_the_job_the_same_on_two_processes(tmp_pat
     assert len(by_instance(predictor.predict([{"in0": "Cat dog mat."}]))[0]["embeddings"]) == 16
 
 
+def test_a_document_job_with_hard_negatives_trains_on_two_processes(tmp_path):
+    """hard_negatives through container/train on two processes: each rank mines its neighbours
+    before every epoch and takes its positives with their own negatives (the in-batch softmax is
+    per process, so unlike the test above the model is not the one-process model)."""
+    hp = {**DOCUMENT_HP, "early_stopping_metric": "retrieval_mrr", "hard_negatives": "1",
+          "negative_sampling_rate": "0", "in_batch_softmax_weight": "1"}
+    base = make_tree(tmp_path, hp, {"train": documents(60, 0), "validation": documents(12, 1)})
+    env = subprocess_env(base, OBJECT2VEC_NPROC_PER_HOST="2", OBJECT2VEC_MASTER_PORT=str(free_port()))
+    run = subprocess.run([sys.executable, str(TRAIN)], capture_output=True, text=True, timeout=240, env=env)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    assert log.count("hard_negatives: the 10 nearest of each of 60 documents mined") >= 3, log[-3000:]
+    metrics = json.loads((base / "output" / "data" / "metrics.json").read_text())
+    assert len(metrics["epochs"]) == 3 and metrics["epochs"][-1]["validation:retrieval_mrr"] > 0.3
+
+
 @pytest.mark.parametrize("change, channel, words", [
     ({}, [{"document": ["Cat dog.", "Mat pet."]}, {"document": ["Rain cloud.", ""]}],
      ["data.jsonl, line 2: sentence 1 of 'document' has no token"]),
