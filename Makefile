@@ -43,7 +43,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 # Every benchmark writes its figures, command, date, versions and load to benchmarks/results/*.json
 # (and its PNGs); then `results` renders benchmarks/RESULTS.md from them and the prose in
-# benchmarks/prose/*.md. About 3 hours on 2 cores (doc_retrieval: 26 minutes on NewsArticles, 6 on
+# benchmarks/prose/*.md. About 3 hours on 2 cores (doc_retrieval: 33 minutes on NewsArticles, 7 on
 # ParlSpeech; MiniLM fine-tuned in the job: about 70 on NewsArticles, 24 on ParlSpeech).
 bench: $(BENCH_STAMP)
 	for script in train_throughput movielens serve_load reliability scaling doc_ablation doc_retrieval; do \

@@ -4,7 +4,7 @@ token ids; raw text, word-level or WordPiece tokenizer trained in the job), a ro
 on a dev split, every row evaluated once on the test split, pooled over seeds (splits); hits@k also
 through ``top_k``; TF-IDF and MiniLM baselines (issues 7, 14, 15, 16).
 
-    .venv/bin/python benchmarks/doc_retrieval.py                            # all (~26 min, 2 cores)
+    .venv/bin/python benchmarks/doc_retrieval.py                            # all (~33 min, 2 cores)
     .venv/bin/python benchmarks/doc_retrieval.py --quick                    # tiny; writes nothing
     .venv/bin/python benchmarks/doc_retrieval.py --quick --results /tmp/dr  # tiny, into /tmp/dr
 """
